@@ -1,0 +1,568 @@
+"""The JAX backend: JAX's own kernels, jitted, adapted to the protocol's conventions.
+
+Targets are ``cpu`` and ``gpu`` (JAX's default attention implementation) and one variant per
+``jax.nn.dot_product_attention`` implementation on the GPU (``gpu/xla``, ``gpu/cudnn``). As with
+the torch backend, a variant target supports only the primitives whose result depends on that
+implementation (``attention``, ``multi_head_attention``, and ``vjp`` through them).
+
+Three things about JAX shape this adapter:
+
+- float64: JAX silently computes in float32 unless x64 is enabled. Constructing a backend turns
+  ``jax_enable_x64`` on for the process, and :meth:`JaxBackend.environment` records the flag.
+- Layout: ``jax.nn.dot_product_attention`` takes ``(B, L, H, D)``; the protocol's ``(B, H, L, D)``
+  is transposed at the boundary of :meth:`JaxBackend.attention`.
+- Compilation: every primitive is jitted, so JAX compiles once per input shape (a few hundred ms
+  on a CPU). A persistent compilation cache (``$NNSPEC_JAX_CACHE``, default
+  ``~/.cache/nnspec/jax``; ``off`` disables it) keeps compiled shapes across processes, and
+  :func:`compile_stats` reports the time spent compiling, as measured by ``jax.monitoring``.
+
+JAX is imported only inside the constructor and the methods: ``import nnspec`` never imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+from nnspec.backends.base import Backend, Unavailable
+from nnspec.errors import BackendError
+
+Array = Any  # jax.Array; jax is imported only inside functions
+
+INSTALL_HINT = "jax is not installed: pip install nnspec[jax]"
+CACHE_ENVIRONMENT_VARIABLE = "NNSPEC_JAX_CACHE"
+
+_ALL_DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+# device -> the jax.nn.dot_product_attention implementations offered there as variants.
+_DEVICE_VARIANTS: dict[str, tuple[str, ...]] = {"cpu": (), "gpu": ("xla", "cudnn")}
+# cuDNN's fused attention takes half precision only (JAX raises for float32 and float64).
+_VARIANT_DTYPES: dict[str, tuple[str, ...]] = {"xla": _ALL_DTYPES, "cudnn": ("float16", "bfloat16")}
+# What a variant target implements: the primitives whose result depends on the implementation.
+_VARIANT_PRIMITIVES = frozenset({"attention", "multi_head_attention", "vjp"})
+
+
+# -- process-wide set-up: x64, the persistent cache, the compile-time clock ----------------------
+
+
+def default_cache_dir() -> str | None:
+    """The persistent compilation cache directory, or None when ``$NNSPEC_JAX_CACHE`` is ``off``."""
+    configured = os.environ.get(CACHE_ENVIRONMENT_VARIABLE, "")
+    if configured.lower() in ("off", "0", "none", "false"):
+        return None
+    if configured:
+        return str(Path(configured).expanduser())
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache_home) / "nnspec" / "jax")
+
+
+# Every event JAX records while turning a traced function into an executable (trace, lowering to
+# StableHLO, XLA compilation), and the persistent cache's own events.
+_COMPILE_EVENTS: dict[str, str] = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace_seconds",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_seconds",
+    "/jax/core/compile/backend_compile_duration": "backend_compile_seconds",
+}
+_CACHE_EVENTS: dict[str, str] = {
+    "/jax/compilation_cache/cache_hits": "persistent_cache_hits",
+    "/jax/compilation_cache/cache_misses": "persistent_cache_misses",
+}
+_clock_lock = threading.Lock()
+_clock: dict[str, float] = dict.fromkeys(
+    [*_COMPILE_EVENTS.values(), "compilations", *_CACHE_EVENTS.values()], 0.0
+)
+
+
+def _on_duration(event: str, duration: float, **_: Any) -> None:
+    field = _COMPILE_EVENTS.get(event)
+    if field is not None:
+        with _clock_lock:
+            _clock[field] += duration
+            if field == "backend_compile_seconds":
+                _clock["compilations"] += 1
+
+
+def _on_event(event: str, **_: Any) -> None:
+    field = _CACHE_EVENTS.get(event)
+    if field is not None:
+        with _clock_lock:
+            _clock[field] += 1
+
+
+def compile_stats() -> dict[str, float]:
+    """Time this process has spent compiling JAX functions since the first JaxBackend was built.
+
+    Measured by ``jax.monitoring`` duration listeners, so it covers every jitted call (the
+    primitives, ``vjp``'s traces, eager ops JAX compiles on the fly), not only first calls:
+    ``trace_seconds`` (Python tracing), ``lower_seconds`` (to StableHLO),
+    ``backend_compile_seconds`` (XLA; a persistent-cache hit replaces the compile by a load and
+    is counted in ``persistent_cache_hits``), their sum ``compile_seconds``, and
+    ``compilations``, the number of executables built or loaded. Process-wide: JAX's listeners
+    are global, so with pytest-xdist each worker reports its own.
+    """
+    with _clock_lock:
+        stats = dict(_clock)
+    stats["compile_seconds"] = sum(stats[field] for field in _COMPILE_EVENTS.values())
+    return stats
+
+
+def _import_jax() -> Any:
+    try:
+        import jax
+    except ImportError as error:
+        raise Unavailable(INSTALL_HINT) from error
+    return jax
+
+
+@functools.lru_cache(maxsize=1)
+def _configure_jax() -> str | None:
+    """Enable float64, the persistent compilation cache and the compile clock, once per process.
+
+    Returns the cache directory in use. A cache directory that the user already configured in
+    JAX (``JAX_COMPILATION_CACHE_DIR``) is kept.
+    """
+    jax = _import_jax()
+    jax.config.update("jax_enable_x64", True)
+    cache_dir = jax.config.jax_compilation_cache_dir
+    if cache_dir is None:
+        cache_dir = default_cache_dir()
+        if cache_dir is not None:
+            jax.config.update("jax_compilation_cache_dir", cache_dir)
+            # JAX caches only executables that took over a second to compile by default; the
+            # primitives here take 0.05-0.3 s each, and there are hundreds of shapes.
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+    jax.monitoring.register_event_listener(_on_event)
+    return cache_dir
+
+
+@functools.cache
+def _probe(device: str, variant: str | None) -> str:
+    """Why ``device[/variant]`` cannot run here, or ``""`` when it can."""
+    try:
+        jax = _import_jax()
+    except Unavailable as error:
+        return str(error)
+    if device not in _DEVICE_VARIANTS:
+        return f"unknown device; expected one of {sorted(_DEVICE_VARIANTS)}. Received: {device!r}"
+    if variant is not None and variant not in _DEVICE_VARIANTS[device]:
+        return (
+            f"jax offers no attention implementation {variant!r} on {device}; "
+            f"expected one of {_DEVICE_VARIANTS[device]}"
+        )
+    # cuDNN is NVIDIA's: the cudnn variant needs the CUDA platform, not any GPU (ROCm).
+    platform = "cuda" if variant == "cudnn" else device
+    try:
+        jax.devices(platform)
+    except RuntimeError as error:
+        return f"no {platform} device visible to jax ({jax.__version__}): {str(error).strip()}"
+    return ""
+
+
+# -- jitting methods -------------------------------------------------------------------------
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def jit_method(
+    *static_argnames: str, eager_when: Callable[..., bool] | None = None
+) -> Callable[[Method], Method]:
+    """Jit a backend method on its first call, with ``self`` and ``static_argnames`` static.
+
+    ``self`` is static, so instances of one class on one target share compiled executables
+    (JaxBackend hashes by class, device and variant), and a subclass that overrides a primitive
+    with its own jitted method compiles its own. A call for which ``eager_when(self, *args,
+    **kwargs)`` is true runs op by op instead (a workaround for a JAX bug; see its use). JAX is
+    imported only at the first call.
+    """
+
+    def decorate(method: Method) -> Method:
+        compiled: Callable[..., Any] | None = None
+        # jax.jit matches names to positions itself only when given names alone, and `self` has
+        # to be static too: give it both lists.
+        parameters = list(inspect.signature(method).parameters)
+        static_argnums = (0, *(parameters.index(name) for name in static_argnames))
+
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal compiled
+            if eager_when is not None and eager_when(self, *args, **kwargs):
+                return method(self, *args, **kwargs)
+            if compiled is None:
+                compiled = _import_jax().jit(method, static_argnums=static_argnums, static_argnames=static_argnames)
+            return compiled(self, *args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return decorate
+
+
+def _float16_on_cpu(backend: Any, *args: Any, **kwargs: Any) -> bool:
+    """Whether a dot_product_attention call would meet JAX's float16-under-jit bug on the CPU.
+
+    ``jax.nn.dot_product_attention`` asks for the dot algorithm F16_F16_F32 and falls back to the
+    default when that raises; the CPU rejects it only when compiling, so under ``jax.jit`` the
+    fallback never runs and compilation fails ("The precision 'F16_F16_F32' is not supported by
+    dot_general on CPU", jax 0.10.2). Called eagerly, the fallback works.
+    """
+    return backend.device == "cpu" and any(getattr(a, "dtype", None) == np.float16 for a in args)
+
+
+def _default_scale(scale: float | None, dim: int) -> float:
+    return 1.0 / math.sqrt(dim) if scale is None else float(scale)
+
+
+def _allowed(mask: Array | None, is_causal: bool, q_len: int, k_len: int) -> Array | None:
+    """The combined boolean "may attend" mask (broadcastable to BHLS), or None; causal is top-left."""
+    import jax.numpy as jnp
+
+    allowed = None if mask is None else jnp.asarray(mask, dtype=bool)
+    if is_causal:
+        causal = jnp.tril(jnp.ones((q_len, k_len), dtype=bool))
+        allowed = causal if allowed is None else allowed & causal
+    return allowed
+
+
+class JaxBackend(Backend):
+    """JAX on CPU or GPU; attention through ``jax.nn.dot_product_attention``."""
+
+    name: ClassVar[str] = "jax"
+    dtypes: ClassVar[tuple[str, ...]] = _ALL_DTYPES
+
+    def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
+        super().__init__(device=device, variant=variant)
+        reason = _probe(device, variant)
+        if reason:
+            raise Unavailable(reason)
+        self.jax = _import_jax()
+        self.cache_dir = _configure_jax()
+        self._device = self.jax.devices(device)[0]
+        # dot_product_attention's `implementation`: None is JAX's own choice (today "xla").
+        self.implementation = variant
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.device, self.variant))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (other.device, other.variant) == (self.device, self.variant)  # type: ignore[attr-defined]
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @classmethod
+    def targets(cls) -> list[str]:
+        return [
+            spec
+            for device, variants in _DEVICE_VARIANTS.items()
+            for spec in (device, *(f"{device}/{variant}" for variant in variants))
+        ]
+
+    @classmethod
+    def available(cls, device: str = "cpu") -> tuple[bool, str]:
+        base_device, _, variant = device.partition("/")
+        reason = _probe(base_device, variant or None)
+        return not reason, reason
+
+    def supports(self, primitive: str) -> bool:
+        if self.variant is not None and primitive not in _VARIANT_PRIMITIVES:
+            return False
+        return super().supports(primitive)
+
+    def supports_dtype(self, dtype: str) -> bool:
+        if self.variant is not None:
+            return dtype in _VARIANT_DTYPES[self.variant]
+        return dtype in self.dtypes
+
+    def environment(self) -> dict[str, str]:
+        import jaxlib
+
+        jax = self.jax
+        return {
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "jax_devices": ", ".join(str(device) for device in jax.devices(self.device)),
+            "jax_enable_x64": str(bool(jax.config.jax_enable_x64)),
+            "jax_compilation_cache": self.cache_dir or "off",
+        }
+
+    def compile_seconds(self) -> float:
+        """Seconds this process has spent compiling JAX functions; see :func:`compile_stats`."""
+        return compile_stats()["compile_seconds"]
+
+    # -- the boundary --------------------------------------------------------------------------
+
+    def asarray(self, x: np.ndarray, dtype: str | None = None) -> Array:
+        # bfloat16 inputs arrive as float32 values already on the bfloat16 grid: the cast is exact.
+        array = self.jax.device_put(x, self._device)
+        return array if dtype is None else self.cast(array, dtype)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        array = np.asarray(x)
+        if array.dtype.name == "bfloat16":
+            return array.astype(np.float32)
+        return array
+
+    def cast(self, x: Array, dtype: str) -> Array:
+        """``x`` converted to the dtype named ``dtype`` (one of :attr:`dtypes`)."""
+        if dtype not in _ALL_DTYPES:
+            raise BackendError(f"jax backend dtypes are {list(_ALL_DTYPES)}. Received: {dtype!r}")
+        return x.astype(dtype)
+
+    # -- primitives, in protocol order ----------------------------------------------------------
+
+    @jit_method("axis")
+    def softmax(self, x: Array, axis: int = -1) -> Array:
+        return self.jax.nn.softmax(x, axis=axis)
+
+    @jit_method("is_causal", "scale")
+    def attention_weights(
+        self, q: Array, k: Array, mask: Array | None = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
+        # JAX has no public kernel that returns attention weights; written in jax.numpy.
+        import jax.numpy as jnp
+
+        logits = jnp.einsum("bhld,bhsd->bhls", q, k) * _default_scale(scale, q.shape[-1])
+        allowed = _allowed(mask, is_causal, q.shape[-2], k.shape[-2])
+        if allowed is None:
+            return self.jax.nn.softmax(logits, axis=-1)
+        allowed = jnp.broadcast_to(allowed, logits.shape)
+        any_allowed = jnp.any(allowed, axis=-1, keepdims=True)
+        # A fully masked row has no admissible key: its weights are 0. The inner where keeps its
+        # logits finite so that neither the forward nor the gradient meets 0/0.
+        logits = jnp.where(allowed, logits, -jnp.inf)
+        weights = self.jax.nn.softmax(jnp.where(any_allowed, logits, 0.0), axis=-1)
+        return jnp.where(any_allowed, weights, 0.0)
+
+    @jit_method("is_causal", "scale", eager_when=_float16_on_cpu)
+    def attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        mask: Array | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
+        def to_jax_layout(x: Array) -> Array:  # (B, H, T, D) <-> (B, T, H, D)
+            return x.transpose(0, 2, 1, 3)
+
+        out = self._dot_product_attention(
+            to_jax_layout(q), to_jax_layout(k), to_jax_layout(v), mask, is_causal, scale
+        )
+        return to_jax_layout(out)
+
+    def _dot_product_attention(
+        self, q: Array, k: Array, v: Array, mask: Array | None, is_causal: bool, scale: float | None
+    ) -> Array:
+        """``jax.nn.dot_product_attention`` on ``(B, T, H, D)`` arrays, with any value width ``Dv``.
+
+        JAX requires values of key shape (``Dv == D``). Zero columns change no logit and no
+        output, so the narrower side is padded with zeros (the scale fixed from the true ``D``
+        first) and the output sliced back to ``Dv``.
+        """
+        import jax.numpy as jnp
+
+        dim, value_dim = q.shape[-1], v.shape[-1]
+        scale = _default_scale(scale, dim)
+        width = max(dim, value_dim)
+
+        def pad(x: Array) -> Array:
+            return jnp.pad(x, [(0, 0)] * 3 + [(0, width - x.shape[-1])])
+
+        if mask is not None:
+            mask = jnp.asarray(mask, dtype=bool)
+            mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+        out = self.jax.nn.dot_product_attention(
+            pad(q), pad(k), pad(v), mask=mask, is_causal=is_causal, scale=scale,
+            implementation=self.implementation,
+        )
+        return out[..., :value_dim]
+
+    @jit_method("block_q", "block_k", "is_causal", "scale")
+    def tiled_attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        block_q: int,
+        block_k: int,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
+        # JAX has no public tiled kernel with selectable block sizes; written with lax loops:
+        # lax.map over query blocks, lax.fori_loop over key blocks, an online softmax in each.
+        import jax.numpy as jnp
+        from jax import lax
+
+        if block_q < 1 or block_k < 1:
+            raise BackendError(f"block sizes must be positive. Received: block_q={block_q}, block_k={block_k}")
+        q_len, k_len, value_dim = q.shape[-2], k.shape[-2], v.shape[-1]
+        scale_value = _default_scale(scale, q.shape[-1])
+        # Pad both lengths to whole blocks; padded keys are masked out, padded queries dropped.
+        q_blocks, k_blocks = -(-q_len // block_q), -(-k_len // block_k)
+
+        def pad_length(x: Array, length: int) -> Array:
+            return jnp.pad(x, [(0, 0), (0, 0), (0, length - x.shape[-2]), (0, 0)])
+
+        q, k, v = pad_length(q, q_blocks * block_q), pad_length(k, k_blocks * block_k), pad_length(v, k_blocks * block_k)
+        # Accumulate in at least float32, as flash kernels do for half-precision inputs.
+        accumulate = jnp.promote_types(q.dtype, jnp.float32)
+
+        def one_query_block(q_block_index: Array) -> Array:
+            q_start = q_block_index * block_q
+            q_block = lax.dynamic_slice_in_dim(q, q_start, block_q, axis=2)
+            query_index = q_start + jnp.arange(block_q)
+
+            def one_key_block(k_block_index: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+                running_max, running_sum, accumulator = carry
+                k_start = k_block_index * block_k
+                k_block = lax.dynamic_slice_in_dim(k, k_start, block_k, axis=2)
+                v_block = lax.dynamic_slice_in_dim(v, k_start, block_k, axis=2)
+                logits = jnp.einsum("bhld,bhsd->bhls", q_block, k_block).astype(accumulate) * scale_value
+                key_index = k_start + jnp.arange(block_k)
+                allowed = (key_index < k_len)[None, :]
+                if is_causal:
+                    allowed = allowed & (key_index[None, :] <= query_index[:, None])
+                logits = jnp.where(allowed, logits, -jnp.inf)
+                new_max = jnp.maximum(running_max, logits.max(axis=-1, keepdims=True))
+                safe_max = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+                # Rescale what was accumulated under the old running maximum to the new one.
+                correction = jnp.exp(running_max - safe_max)
+                probabilities = jnp.exp(logits - safe_max)
+                running_sum = running_sum * correction + probabilities.sum(axis=-1, keepdims=True)
+                accumulator = accumulator * correction + jnp.einsum(
+                    "bhls,bhsd->bhld", probabilities, v_block.astype(accumulate)
+                )
+                return new_max, running_sum, accumulator
+
+            rows = (*q.shape[:2], block_q)
+            start = (
+                jnp.full((*rows, 1), -jnp.inf, dtype=accumulate),
+                jnp.zeros((*rows, 1), dtype=accumulate),
+                jnp.zeros((*rows, value_dim), dtype=accumulate),
+            )
+            _, running_sum, accumulator = lax.fori_loop(0, k_blocks, one_key_block, start)
+            return accumulator / jnp.where(running_sum > 0, running_sum, 1.0)
+
+        blocks = lax.map(one_query_block, jnp.arange(q_blocks))  # (q_blocks, B, H, block_q, Dv)
+        out = jnp.moveaxis(blocks, 0, 2).reshape(*q.shape[:2], q_blocks * block_q, value_dim)
+        return out[..., :q_len, :].astype(q.dtype)
+
+    @jit_method("num_heads", "is_causal", eager_when=_float16_on_cpu)
+    def multi_head_attention(
+        self,
+        x_q: Array,
+        x_kv: Array,
+        params: dict[str, Array],
+        num_heads: int,
+        mask: Array | None = None,
+        is_causal: bool = False,
+    ) -> Array:
+        def project(x: Array, name: str) -> Array:
+            return x @ params[f"w_{name}"].T + params[f"b_{name}"]
+
+        def split(x: Array) -> Array:  # (B, T, M) -> (B, T, H, M/H): already JAX's layout
+            batch, length, width = x.shape
+            return x.reshape(batch, length, num_heads, width // num_heads)
+
+        heads = self._dot_product_attention(
+            split(project(x_q, "q")), split(project(x_kv, "k")), split(project(x_kv, "v")),
+            mask, is_causal, None,
+        )
+        batch, length = heads.shape[:2]
+        return project(heads.reshape(batch, length, -1), "o")
+
+    @jit_method("is_causal")
+    def linear_attention(self, q: Array, k: Array, v: Array, is_causal: bool = False) -> Array:
+        import jax.numpy as jnp
+
+        elu = self.jax.nn.elu
+        q_features, k_features = elu(q) + 1.0, elu(k) + 1.0
+        if is_causal:
+            # The parallel form: masked (L, S) similarities, prefix sums over j <= i.
+            similarity = jnp.tril(jnp.einsum("bhld,bhsd->bhls", q_features, k_features))
+            return (similarity @ v) / similarity.sum(axis=-1, keepdims=True)
+        # Without a mask, associativity gives the linear-cost form: phi(K)^T V first.
+        key_values = jnp.einsum("bhsd,bhse->bhde", k_features, v)
+        normaliser = jnp.einsum("bhld,bhd->bhl", q_features, k_features.sum(axis=-2))[..., None]
+        return (q_features @ key_values) / normaliser
+
+    @jit_method()
+    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
+        # jax.nn.standardize is what Flax's LayerNorm computes; its default variance is the
+        # one-pass mean(x^2) - mean(x)^2, clipped at 0 (see divergences/jax.txt).
+        return self.jax.nn.standardize(x, axis=-1, epsilon=eps) * weight + bias
+
+    @jit_method()
+    def feed_forward(self, x: Array, params: dict[str, Array]) -> Array:
+        hidden = self.jax.nn.relu(x @ params["w_1"].T + params["b_1"])
+        return hidden @ params["w_2"].T + params["b_2"]
+
+    @jit_method("length", "d_model", "dtype")
+    def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
+        import jax.numpy as jnp
+
+        # The table is computed in float64 (x64 is on) and rounded once to `dtype`.
+        positions = jnp.arange(length, dtype=jnp.float64)[:, None]
+        pair_index = jnp.arange(0, d_model, 2, dtype=jnp.float64)[None, :]
+        angles = positions / jnp.power(10000.0, pair_index / d_model)
+        # Interleave sin (even columns) and cos (odd columns); an odd width ends on a sin column.
+        interleaved = jnp.stack((jnp.sin(angles), jnp.cos(angles)), axis=-1).reshape(length, -1)
+        return interleaved[:, :d_model].astype(dtype)
+
+    @jit_method()
+    def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
+        import jax.numpy as jnp
+
+        dim = x.shape[-1]
+        frequencies = base ** (-jnp.arange(0, dim, 2, dtype=jnp.float64) / dim)
+        angles = jnp.asarray(positions, dtype=jnp.float64)[:, None] * frequencies[None, :]
+        cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+        even, odd = x[..., 0::2], x[..., 1::2]
+        return jnp.stack((even * cos - odd * sin, even * sin + odd * cos), axis=-1).reshape(x.shape)
+
+    @jit_method("num_heads", "q_len", "k_len", "dtype")
+    def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Array:
+        import jax.numpy as jnp
+
+        slopes = 2.0 ** (-8.0 * jnp.arange(1, num_heads + 1, dtype=jnp.float64) / num_heads)
+        distance = jnp.maximum(jnp.arange(q_len)[:, None] - jnp.arange(k_len)[None, :], 0)
+        return (-slopes[:, None, None] * distance[None, :, :]).astype(dtype)
+
+    @jit_method()
+    def rnn_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
+        import jax.numpy as jnp
+
+        return jnp.tanh(x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"])
+
+    @jit_method()
+    def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        import jax.numpy as jnp
+
+        sigmoid = self.jax.nn.sigmoid
+        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
+        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4, axis=-1)
+        c_next = sigmoid(forget_gate) * c + sigmoid(input_gate) * jnp.tanh(candidate)
+        h_next = sigmoid(output_gate) * jnp.tanh(c_next)
+        return h_next, c_next
+
+    @jit_method()
+    def gru_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
+        import jax.numpy as jnp
+
+        sigmoid = self.jax.nn.sigmoid
+        input_r, input_z, input_n = jnp.split(x @ params["w_ih"].T + params["b_ih"], 3, axis=-1)
+        hidden_r, hidden_z, hidden_n = jnp.split(h @ params["w_hh"].T + params["b_hh"], 3, axis=-1)
+        reset = sigmoid(input_r + hidden_r)
+        update = sigmoid(input_z + hidden_z)
+        candidate = jnp.tanh(input_n + reset * hidden_n)
+        return (1.0 - update) * candidate + update * h
+
+    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
+        return self.jax.vjp(fn, *primals)  # type: ignore[no-any-return]

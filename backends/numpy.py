@@ -1,0 +1,241 @@
+"""The NumPy reference backend: readable, float64-capable, written straight from the formulas.
+
+Gradients: NumPy has no autodiff, so :meth:`NumpyBackend.vjp` differentiates numerically by
+central differences in float64 (step ``h = 1e-6`` scaled by each input's magnitude). That is
+accurate to about 1e-8 for the smooth primitives here and returns exact zeros where an output
+does not depend on an input at all, which is what the gradient-structure properties test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnspec.backends.base import Backend
+
+Array = np.ndarray
+
+
+def _sigmoid(x: Array) -> Array:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _scale(scale: float | None, dim: int) -> float:
+    return 1.0 / np.sqrt(dim) if scale is None else scale
+
+
+def _allowed(
+    mask: Array | None, is_causal: bool, q_len: int, k_len: int, shape: tuple[int, ...]
+) -> Array | None:
+    """The combined boolean "may attend" mask broadcast to ``shape`` (BHLS), or None for no mask."""
+    allowed = None
+    if mask is not None:
+        allowed = np.broadcast_to(np.asarray(mask, dtype=bool), shape)
+    if is_causal:
+        causal = np.tril(np.ones((q_len, k_len), dtype=bool))
+        allowed = causal if allowed is None else allowed & causal
+    return None if allowed is None else np.broadcast_to(allowed, shape)
+
+
+class NumpyBackend(Backend):
+    """The reference: every primitive written in NumPy from its formula."""
+
+    name: ClassVar[str] = "numpy"
+    dtypes: ClassVar[tuple[str, ...]] = ("float16", "float32", "float64")
+
+    def environment(self) -> dict[str, str]:
+        return {"numpy": np.__version__}
+
+    # -- primitives, in protocol order ----------------------------------------------------------
+
+    def softmax(self, x: Array, axis: int = -1) -> Array:
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        exponentials = np.exp(shifted)
+        return exponentials / np.sum(exponentials, axis=axis, keepdims=True)
+
+    def attention_weights(
+        self, q: Array, k: Array, mask: Array | None = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
+        logits = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(scale, q.shape[-1]), dtype=q.dtype)
+        allowed = _allowed(mask, is_causal, q.shape[-2], k.shape[-2], logits.shape)
+        if allowed is None:
+            return self.softmax(logits, axis=-1)
+        # A fully masked row has no admissible key: the reference defines its weights as zero.
+        logits = np.where(allowed, logits, -np.inf)
+        row_max = np.max(logits, axis=-1, keepdims=True)
+        row_max = np.where(np.isfinite(row_max), row_max, 0.0)
+        exponentials = np.where(allowed, np.exp(logits - row_max), 0.0)
+        totals = np.sum(exponentials, axis=-1, keepdims=True)
+        return (exponentials / np.where(totals > 0, totals, 1.0)).astype(q.dtype)
+
+    def attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        mask: Array | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
+        return self.attention_weights(q, k, mask=mask, is_causal=is_causal, scale=scale) @ v
+
+    def tiled_attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        block_q: int,
+        block_k: int,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
+        q_len, k_len = q.shape[-2], k.shape[-2]
+        scale_value = np.asarray(_scale(scale, q.shape[-1]), dtype=q.dtype)
+        out = np.zeros(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+        for q_start in range(0, q_len, block_q):
+            q_block = q[..., q_start : q_start + block_q, :]
+            rows = q_block.shape[-2]
+            running_max = np.full(q_block.shape[:-1] + (1,), -np.inf, dtype=q.dtype)
+            running_sum = np.zeros(q_block.shape[:-1] + (1,), dtype=q.dtype)
+            accumulator = np.zeros(q_block.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+            for k_start in range(0, k_len, block_k):
+                if is_causal and k_start > q_start + rows - 1:
+                    break  # every key in this and later blocks lies in the future of every query here
+                k_block = k[..., k_start : k_start + block_k, :]
+                v_block = v[..., k_start : k_start + block_k, :]
+                logits = (q_block @ np.swapaxes(k_block, -1, -2)) * scale_value
+                if is_causal:
+                    query_index = np.arange(q_start, q_start + rows)[:, None]
+                    key_index = np.arange(k_start, k_start + k_block.shape[-2])[None, :]
+                    logits = np.where(key_index <= query_index, logits, -np.inf)
+                block_max = np.max(logits, axis=-1, keepdims=True)
+                new_max = np.maximum(running_max, block_max)
+                safe_max = np.where(np.isfinite(new_max), new_max, 0.0)
+                # Rescale what was accumulated under the old maximum to the new one.
+                correction = np.where(np.isfinite(running_max), np.exp(running_max - safe_max), 0.0)
+                probabilities = np.exp(logits - safe_max)
+                running_sum = running_sum * correction + np.sum(probabilities, axis=-1, keepdims=True)
+                accumulator = accumulator * correction + probabilities @ v_block
+                running_max = new_max
+            out[..., q_start : q_start + rows, :] = accumulator / np.where(running_sum > 0, running_sum, 1.0)
+        return out
+
+    def multi_head_attention(
+        self,
+        x_q: Array,
+        x_kv: Array,
+        params: dict[str, Array],
+        num_heads: int,
+        mask: Array | None = None,
+        is_causal: bool = False,
+    ) -> Array:
+        def project(x: Array, name: str) -> Array:
+            return x @ params[f"w_{name}"].T + params[f"b_{name}"]
+
+        def split(x: Array) -> Array:  # (B, T, M) -> (B, H, T, M/H)
+            batch, length, width = x.shape
+            return x.reshape(batch, length, num_heads, width // num_heads).transpose(0, 2, 1, 3)
+
+        heads = self.attention(
+            split(project(x_q, "q")), split(project(x_kv, "k")), split(project(x_kv, "v")),
+            mask=mask, is_causal=is_causal,
+        )
+        batch, _, length, _ = heads.shape
+        concatenated = heads.transpose(0, 2, 1, 3).reshape(batch, length, -1)
+        return concatenated @ params["w_o"].T + params["b_o"]
+
+    def linear_attention(self, q: Array, k: Array, v: Array, is_causal: bool = False) -> Array:
+        def feature(x: Array) -> Array:  # elu(x) + 1
+            return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
+
+        q_features, k_features = feature(q), feature(k)
+        similarity = q_features @ np.swapaxes(k_features, -1, -2)
+        if is_causal:
+            similarity = np.tril(similarity)
+        return (similarity @ v) / np.sum(similarity, axis=-1, keepdims=True)
+
+    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
+        mean = np.mean(x, axis=-1, keepdims=True)
+        variance = np.mean((x - mean) ** 2, axis=-1, keepdims=True)
+        return (x - mean) / np.sqrt(variance + eps) * weight + bias
+
+    def feed_forward(self, x: Array, params: dict[str, Array]) -> Array:
+        hidden = np.maximum(x @ params["w_1"].T + params["b_1"], 0.0)
+        return hidden @ params["w_2"].T + params["b_2"]
+
+    def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
+        positions = np.arange(length, dtype=np.float64)[:, None]
+        pair_index = np.arange(0, d_model, 2, dtype=np.float64)[None, :]
+        angles = positions / np.power(10000.0, pair_index / d_model)
+        encoding = np.zeros((length, d_model), dtype=np.float64)
+        encoding[:, 0::2] = np.sin(angles)
+        encoding[:, 1::2] = np.cos(angles[:, : d_model // 2])
+        return encoding.astype(dtype)
+
+    def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
+        dim = x.shape[-1]
+        frequencies = base ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+        angles = np.asarray(positions, dtype=np.float64)[:, None] * frequencies[None, :]
+        cos, sin = np.cos(angles).astype(x.dtype), np.sin(angles).astype(x.dtype)
+        even, odd = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2] = even * cos - odd * sin
+        out[..., 1::2] = even * sin + odd * cos
+        return out
+
+    def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Array:
+        slopes = 2.0 ** (-8.0 * np.arange(1, num_heads + 1) / num_heads)
+        distance = np.arange(q_len)[:, None] - np.arange(k_len)[None, :]
+        bias = -slopes[:, None, None] * np.maximum(distance, 0)[None, :, :]
+        return bias.astype(dtype)
+
+    def rnn_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
+        return np.tanh(x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"])
+
+    def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
+        input_gate, forget_gate, candidate, output_gate = np.split(gates, 4, axis=-1)
+        c_next = _sigmoid(forget_gate) * c + _sigmoid(input_gate) * np.tanh(candidate)
+        h_next = _sigmoid(output_gate) * np.tanh(c_next)
+        return h_next, c_next
+
+    def gru_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
+        input_part = x @ params["w_ih"].T + params["b_ih"]
+        hidden_part = h @ params["w_hh"].T + params["b_hh"]
+        input_r, input_z, input_n = np.split(input_part, 3, axis=-1)
+        hidden_r, hidden_z, hidden_n = np.split(hidden_part, 3, axis=-1)
+        reset = _sigmoid(input_r + hidden_r)
+        update = _sigmoid(input_z + hidden_z)
+        candidate = np.tanh(input_n + reset * hidden_n)
+        return (1.0 - update) * candidate + update * h
+
+    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
+        primals64 = [np.asarray(p, dtype=np.float64) for p in primals]
+        out = fn(*primals64)
+
+        def vjp_fn(cotangent: Any) -> list[Array]:
+            def pulled(*args: Array) -> float:
+                return float(np.sum(_tree_dot(fn(*args), cotangent)))
+
+            grads = []
+            for index, primal in enumerate(primals64):
+                grad = np.zeros_like(primal)
+                flat = grad.reshape(-1)
+                for position in range(primal.size):
+                    step = 1e-6 * max(1.0, abs(float(primal.reshape(-1)[position])))
+                    plus, minus = [p.copy() for p in primals64], [p.copy() for p in primals64]
+                    plus[index].reshape(-1)[position] += step
+                    minus[index].reshape(-1)[position] -= step
+                    flat[position] = (pulled(*plus) - pulled(*minus)) / (2 * step)
+                grads.append(grad)
+            return grads
+
+        return out, vjp_fn
+
+
+def _tree_dot(out: Any, cotangent: Any) -> float:
+    if isinstance(out, (tuple, list)):
+        return sum(_tree_dot(o, c) for o, c in zip(out, cotangent))
+    return float(np.sum(np.asarray(out) * np.asarray(cotangent)))

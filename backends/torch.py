@@ -1,0 +1,406 @@
+"""The PyTorch backend: torch's own kernels, adapted to the protocol's conventions.
+
+Targets are ``cpu`` and ``cuda`` (torch's default SDPA kernel selection) and one variant per
+SDPA kernel (``cpu/math``, ``cuda/flash``, ...): a variant pins
+``torch.nn.functional.scaled_dot_product_attention`` to that kernel through
+``torch.nn.attention.sdpa_kernel``. Variants exist to test attention kernels, so a variant
+target supports only the primitives that reach SDPA (``attention``, ``multi_head_attention``,
+and ``vjp`` through them); every other primitive is checked once per device, on the plain target.
+
+bfloat16: NumPy has no bfloat16, so :meth:`TorchBackend.asarray` takes the dtype by name
+(``asarray(x, "bfloat16")`` for float32 values) or an ``ml_dtypes.bfloat16`` array, and
+:meth:`TorchBackend.cast` converts a tensor by dtype name; :meth:`TorchBackend.to_numpy`
+returns float32 for bfloat16 tensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from nnspec.backends.base import Backend, Unavailable
+from nnspec.errors import BackendError
+
+Tensor = Any  # torch.Tensor; torch is imported only inside methods
+
+INSTALL_HINT = "torch is not installed: pip install nnspec[torch]"
+
+# variant name -> torch.nn.attention.SDPBackend member
+_SDPA_KERNELS: dict[str, str] = {
+    "math": "MATH",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+}
+_DEVICE_VARIANTS: dict[str, tuple[str, ...]] = {
+    "cpu": ("math", "flash"),
+    "cuda": ("math", "flash", "efficient", "cudnn"),
+}
+_ALL_DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+# The dtypes each CUDA kernel accepts (torch's sdp_utils); every CPU kernel accepts all four.
+_CUDA_KERNEL_DTYPES: dict[str, tuple[str, ...]] = {
+    "math": _ALL_DTYPES,
+    "flash": ("float16", "bfloat16"),
+    "efficient": ("float32", "float16", "bfloat16"),
+    "cudnn": ("float16", "bfloat16"),
+}
+# What a variant target implements: the primitives whose result depends on the SDPA kernel.
+_VARIANT_PRIMITIVES = frozenset({"attention", "multi_head_attention", "vjp"})
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as error:
+        raise Unavailable(INSTALL_HINT) from error
+    return torch
+
+
+@functools.cache
+def _probe(device: str, variant: str | None) -> str:
+    """Why ``device[/variant]`` cannot run here, or ``""`` when it can (a tiny SDPA call decides)."""
+    try:
+        torch = _import_torch()
+    except Unavailable as error:
+        return str(error)
+    if device not in _DEVICE_VARIANTS:
+        return f"unknown device; expected one of {sorted(_DEVICE_VARIANTS)}. Received: {device!r}"
+    if device == "cuda" and not torch.cuda.is_available():
+        return "no CUDA device"
+    if variant is None:
+        return ""
+    if variant not in _DEVICE_VARIANTS[device]:
+        return f"torch offers no SDPA kernel {variant!r} on {device}; expected one of {_DEVICE_VARIANTS[device]}"
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    dtype = torch.float32 if device == "cpu" else torch.float16
+    q = torch.zeros(1, 1, 8, 64, dtype=dtype, device=device)
+    try:
+        with sdpa_kernel([getattr(SDPBackend, _SDPA_KERNELS[variant])]):
+            torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"SDPA kernel {variant!r} cannot run on this {device}: {first_line}"
+    return ""
+
+
+class TorchBackend(Backend):
+    """PyTorch on CPU or CUDA; attention through ``scaled_dot_product_attention``."""
+
+    name: ClassVar[str] = "torch"
+    dtypes: ClassVar[tuple[str, ...]] = _ALL_DTYPES
+
+    def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
+        super().__init__(device=device, variant=variant)
+        reason = _probe(device, variant)
+        if reason:
+            raise Unavailable(reason)
+        self.torch = _import_torch()
+        self.functional = self.torch.nn.functional
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @classmethod
+    def targets(cls) -> list[str]:
+        return [
+            spec
+            for device, variants in _DEVICE_VARIANTS.items()
+            for spec in (device, *(f"{device}/{variant}" for variant in variants))
+        ]
+
+    @classmethod
+    def available(cls, device: str = "cpu") -> tuple[bool, str]:
+        base_device, _, variant = device.partition("/")
+        reason = _probe(base_device, variant or None)
+        return not reason, reason
+
+    def supports(self, primitive: str) -> bool:
+        if self.variant is not None and primitive not in _VARIANT_PRIMITIVES:
+            return False
+        return super().supports(primitive)
+
+    def supports_dtype(self, dtype: str) -> bool:
+        if self.device == "cuda" and self.variant is not None:
+            return dtype in _CUDA_KERNEL_DTYPES[self.variant]
+        return dtype in self.dtypes
+
+    def environment(self) -> dict[str, str]:
+        torch = self.torch
+        found = {"torch": torch.__version__}
+        if self.device == "cuda":
+            found["cuda"] = str(torch.version.cuda)
+            found["cudnn"] = str(torch.backends.cudnn.version())
+            found["gpu"] = torch.cuda.get_device_name()
+        return found
+
+    # -- the boundary --------------------------------------------------------------------------
+
+    def asarray(self, x: np.ndarray, dtype: str | None = None) -> Tensor:
+        """``x`` as a tensor on this target's device, in ``dtype`` when given, else in x's own dtype.
+
+        bfloat16 arrives either as float32 values with ``dtype="bfloat16"`` or as an
+        ``ml_dtypes.bfloat16`` array (its bits reinterpreted, no rounding).
+        """
+        torch = self.torch
+        if isinstance(x, torch.Tensor):
+            tensor = x
+        else:
+            x = np.ascontiguousarray(x)
+            if x.dtype.name == "bfloat16":
+                tensor = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+            else:
+                tensor = torch.from_numpy(x)
+        if dtype is not None:
+            tensor = tensor.to(self._dtype(dtype))
+        return tensor.to(self.device)
+
+    def to_numpy(self, x: Tensor) -> np.ndarray:
+        torch = self.torch
+        if not isinstance(x, torch.Tensor):
+            return np.asarray(x)
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            x = x.to(torch.float32)
+        return x.numpy()
+
+    def cast(self, x: Tensor, dtype: str) -> Tensor:
+        """``x`` converted to the dtype named ``dtype`` (one of :attr:`dtypes`)."""
+        return x.to(self._dtype(dtype))
+
+    def _dtype(self, name: str) -> Any:
+        if name not in _ALL_DTYPES:
+            raise BackendError(f"torch backend dtypes are {list(_ALL_DTYPES)}. Received: {name!r}")
+        return getattr(self.torch, name)
+
+    @contextlib.contextmanager
+    def _kernel(self) -> Iterator[None]:
+        """Pin SDPA to this target's kernel; the plain target keeps torch's own selection."""
+        if self.variant is None:
+            yield
+            return
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([getattr(SDPBackend, _SDPA_KERNELS[self.variant])]):
+            yield
+
+    def _allowed(self, mask: Tensor | None, is_causal: bool, q_len: int, k_len: int) -> Tensor | None:
+        """The combined boolean "may attend" mask, or None; causal is top-left (``tril``)."""
+        allowed = None if mask is None else mask.to(self.torch.bool)
+        if is_causal:
+            causal = self.torch.ones(q_len, k_len, dtype=self.torch.bool, device=self.device).tril()
+            allowed = causal if allowed is None else allowed & causal
+        return allowed
+
+    # -- primitives, in protocol order ----------------------------------------------------------
+
+    def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
+        return self.torch.softmax(x, dim=axis)
+
+    def attention_weights(
+        self, q: Tensor, k: Tensor, mask: Tensor | None = None, is_causal: bool = False, scale: float | None = None
+    ) -> Tensor:
+        # torch has no public kernel that returns attention weights; this is SDPA's math path.
+        torch = self.torch
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        logits = (q @ k.transpose(-1, -2)) * scale
+        allowed = self._allowed(mask, is_causal, q.shape[-2], k.shape[-2])
+        if allowed is None:
+            return torch.softmax(logits, dim=-1)
+        weights = torch.softmax(logits.masked_fill(~allowed, -math.inf), dim=-1)
+        # A fully masked row softmaxes to NaN; SDPA's math kernel (torch._safe_softmax) returns 0.
+        return torch.where(allowed.any(dim=-1, keepdim=True), weights, torch.zeros_like(weights))
+
+    def attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Tensor:
+        # SDPA's boolean attn_mask has the protocol's polarity (True = may attend) and its
+        # is_causal is top-left aligned; it refuses attn_mask together with is_causal, so a
+        # causal call with a mask passes their conjunction as one mask.
+        if mask is not None and is_causal:
+            mask, is_causal = self._allowed(mask, True, q.shape[-2], k.shape[-2]), False
+        elif mask is not None:
+            mask = mask.to(self.torch.bool)
+        with self._kernel():
+            return self.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
+            )
+
+    def tiled_attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        block_q: int,
+        block_k: int,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Tensor:
+        # torch has no public tiled kernel with selectable block sizes; written in torch.
+        torch = self.torch
+        q_len, k_len = q.shape[-2], k.shape[-2]
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        out_blocks = []
+        for q_start in range(0, q_len, block_q):
+            q_block = q[..., q_start : q_start + block_q, :]
+            rows = q_block.shape[-2]
+            running_max = q.new_full((*q_block.shape[:-1], 1), -math.inf)
+            running_sum = q.new_zeros((*q_block.shape[:-1], 1))
+            accumulator = q.new_zeros((*q_block.shape[:-1], v.shape[-1]))
+            for k_start in range(0, k_len, block_k):
+                if is_causal and k_start > q_start + rows - 1:
+                    break  # this key block and every later one lie in the future of every query here
+                k_block = k[..., k_start : k_start + block_k, :]
+                v_block = v[..., k_start : k_start + block_k, :]
+                logits = (q_block @ k_block.transpose(-1, -2)) * scale
+                if is_causal:
+                    query_index = torch.arange(q_start, q_start + rows, device=q.device)[:, None]
+                    key_index = torch.arange(k_start, k_start + k_block.shape[-2], device=q.device)[None, :]
+                    logits = logits.masked_fill(key_index > query_index, -math.inf)
+                new_max = torch.maximum(running_max, logits.amax(dim=-1, keepdim=True))
+                safe_max = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+                # Rescale what was accumulated under the old running maximum to the new one.
+                correction = torch.exp(running_max - safe_max)
+                probabilities = torch.exp(logits - safe_max)
+                running_sum = running_sum * correction + probabilities.sum(dim=-1, keepdim=True)
+                accumulator = accumulator * correction + probabilities @ v_block
+                running_max = new_max
+            denominator = torch.where(running_sum > 0, running_sum, torch.ones_like(running_sum))
+            out_blocks.append(accumulator / denominator)
+        return torch.cat(out_blocks, dim=-2)
+
+    def multi_head_attention(
+        self,
+        x_q: Tensor,
+        x_kv: Tensor,
+        params: dict[str, Tensor],
+        num_heads: int,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+    ) -> Tensor:
+        # Built from F.linear and this backend's SDPA attention rather than nn.MultiheadAttention,
+        # whose packed in_proj weight and float-mask conventions would need their own adapter.
+        linear = self.functional.linear
+
+        def split(x: Tensor) -> Tensor:  # (B, T, M) -> (B, H, T, M/H)
+            batch, length, width = x.shape
+            return x.reshape(batch, length, num_heads, width // num_heads).transpose(1, 2)
+
+        heads = self.attention(
+            split(linear(x_q, params["w_q"], params["b_q"])),
+            split(linear(x_kv, params["w_k"], params["b_k"])),
+            split(linear(x_kv, params["w_v"], params["b_v"])),
+            mask=mask,
+            is_causal=is_causal,
+        )
+        batch, _, length, _ = heads.shape
+        concatenated = heads.transpose(1, 2).reshape(batch, length, -1)
+        return linear(concatenated, params["w_o"], params["b_o"])
+
+    def linear_attention(self, q: Tensor, k: Tensor, v: Tensor, is_causal: bool = False) -> Tensor:
+        elu = self.functional.elu
+        q_features, k_features = elu(q) + 1.0, elu(k) + 1.0
+        if is_causal:
+            # The parallel form: masked (L, S) similarities, prefix sums over j <= i.
+            similarity = (q_features @ k_features.transpose(-1, -2)).tril()
+            return (similarity @ v) / similarity.sum(dim=-1, keepdim=True)
+        # Without a mask, associativity gives the linear-cost form: phi(K)^T V first.
+        key_values = k_features.transpose(-1, -2) @ v  # (B, H, D, Dv)
+        normaliser = q_features @ k_features.sum(dim=-2).unsqueeze(-1)  # (B, H, L, 1)
+        return (q_features @ key_values) / normaliser
+
+    def layer_norm(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+        return self.functional.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+
+    def feed_forward(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        linear = self.functional.linear
+        return linear(self.functional.relu(linear(x, params["w_1"], params["b_1"])), params["w_2"], params["b_2"])
+
+    def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Tensor:
+        torch = self.torch
+        positions = torch.arange(length, dtype=torch.float64, device=self.device)[:, None]
+        pair_index = torch.arange(0, d_model, 2, dtype=torch.float64, device=self.device)[None, :]
+        angles = positions / torch.pow(10000.0, pair_index / d_model)
+        encoding = torch.zeros(length, d_model, dtype=torch.float64, device=self.device)
+        encoding[:, 0::2] = torch.sin(angles)
+        encoding[:, 1::2] = torch.cos(angles[:, : d_model // 2])
+        return encoding.to(self._dtype(dtype))
+
+    def rope(self, x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+        torch = self.torch
+        dim = x.shape[-1]
+        frequencies = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim)
+        positions = torch.as_tensor(positions, device=x.device).to(torch.float64)
+        angles = positions[:, None] * frequencies[None, :]
+        cos, sin = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
+        even, odd = x[..., 0::2], x[..., 1::2]
+        # Interleave the rotated pairs back into (..., D) without in-place writes (autograd-safe).
+        return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+
+    def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Tensor:
+        torch = self.torch
+        slopes = 2.0 ** (-8.0 * torch.arange(1, num_heads + 1, dtype=torch.float64, device=self.device) / num_heads)
+        distance = (
+            torch.arange(q_len, device=self.device)[:, None] - torch.arange(k_len, device=self.device)[None, :]
+        ).clamp(min=0)
+        return (-slopes[:, None, None] * distance[None, :, :]).to(self._dtype(dtype))
+
+    def rnn_cell(self, x: Tensor, h: Tensor, params: dict[str, Tensor]) -> Tensor:
+        # torch's cells carry two biases; the protocol's single b goes to bias_ih, bias_hh is 0.
+        weights = {
+            "weight_ih": params["w_ih"],
+            "weight_hh": params["w_hh"],
+            "bias_ih": params["b"],
+            "bias_hh": self.torch.zeros_like(params["b"]),
+        }
+        return self._call_cell("RNNCell", weights, (x, h))
+
+    def lstm_cell(self, x: Tensor, h: Tensor, c: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        # torch.nn.LSTMCell's gate blocks are i, f, g, o: the protocol's order, no permutation.
+        weights = {
+            "weight_ih": params["w_ih"],
+            "weight_hh": params["w_hh"],
+            "bias_ih": params["b"],
+            "bias_hh": self.torch.zeros_like(params["b"]),
+        }
+        h_next, c_next = self._call_cell("LSTMCell", weights, (x, (h, c)))
+        return h_next, c_next
+
+    def gru_cell(self, x: Tensor, h: Tensor, params: dict[str, Tensor]) -> Tensor:
+        # torch.nn.GRUCell's gate blocks are r, z, n and it keeps b_hn inside the reset product,
+        # exactly the protocol's cell.
+        weights = {
+            "weight_ih": params["w_ih"],
+            "weight_hh": params["w_hh"],
+            "bias_ih": params["b_ih"],
+            "bias_hh": params["b_hh"],
+        }
+        return self._call_cell("GRUCell", weights, (x, h))
+
+    def _call_cell(self, cell: str, weights: dict[str, Tensor], args: tuple[Any, ...]) -> Any:
+        hidden, inputs = weights["weight_hh"].shape[1], weights["weight_ih"].shape[1]
+        module = _cell_module(cell, inputs, hidden)
+        return self.torch.func.functional_call(module, weights, args)
+
+    def vjp(self, fn: Callable[..., Any], *primals: Tensor) -> tuple[Any, Callable[[Any], Sequence[Tensor]]]:
+        # The backward of an SDPA call is the backward of the kernel its forward chose, so the
+        # variant pinned inside attention() governs both passes.
+        out, vjp_fn = self.torch.func.vjp(fn, *primals)
+        return out, vjp_fn
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_module(cell: str, input_size: int, hidden_size: int) -> Any:
+    """A shape-only torch cell: on the meta device, its parameters are replaced on every call."""
+    import torch
+
+    return getattr(torch.nn, cell)(input_size, hidden_size, bias=True, device="meta")

@@ -1,0 +1,1 @@
+"""Named property checkers, registered by name; a spec's check: picks one."""

@@ -1,0 +1,78 @@
+"""Float64 oracles written from the documents' formulas.
+
+These are deliberately independent of ``backends/numpy.py``: they follow the documents' own
+notation (one weight matrix per gate acting on ``[h_{t-1}, x_t]``, ``softmax(QK^T / sqrt(d_k)) V``
+with explicit sums), so the reference backend is itself checked against something.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def attention_weights(q: np.ndarray, k: np.ndarray, allowed: np.ndarray | None = None,
+                      scale: float | None = None) -> np.ndarray:
+    """``softmax(scale * Q K^T)`` over admissible keys, float64; rows with no admissible key are 0."""
+    q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    scores = np.einsum("...ld,...sd->...ls", q, k) * scale
+    if allowed is None:
+        allowed = np.ones(scores.shape, dtype=bool)
+    allowed = np.broadcast_to(allowed, scores.shape)
+    peak = np.max(np.where(allowed, scores, -np.inf), axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    numerators = np.where(allowed, np.exp(scores - peak), 0.0)
+    totals = numerators.sum(axis=-1, keepdims=True)
+    return numerators / np.where(totals > 0, totals, 1.0)
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.ndarray | None = None,
+              scale: float | None = None) -> np.ndarray:
+    weights = attention_weights(q, k, allowed, scale)
+    return np.einsum("...ls,...sd->...ld", weights, np.asarray(v, np.float64))
+
+
+def causal(q_len: int, k_len: int) -> np.ndarray:
+    """Top-left aligned causal mask: key ``j`` admissible for query ``i`` when ``j <= i``."""
+    return np.arange(k_len)[None, :] <= np.arange(q_len)[:, None]
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def lstm_gates(x: np.ndarray, h: np.ndarray, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The documents' gates: ``f_t = sigma(W_f [h_{t-1}, x_t] + b_f)`` and likewise i, C~, o.
+
+    The protocol's ``w_ih (4N, I)``, ``w_hh (4N, N)`` and ``b (4N,)`` hold W_i, W_f, W_c, W_o as
+    consecutive row blocks; here each gate's ``W = [W_hh block | W_ih block]`` acts on ``[h, x]``.
+    """
+    x, h = np.asarray(x, np.float64), np.asarray(h, np.float64)
+    hidden = h.shape[-1]
+    joined = np.concatenate([h, x], axis=-1)
+    gates = {}
+    for index, name in enumerate(("i", "f", "g", "o")):
+        rows = slice(index * hidden, (index + 1) * hidden)
+        weight = np.concatenate([params["w_hh"][rows], params["w_ih"][rows]], axis=1).astype(np.float64)
+        gates[name] = joined @ weight.T + params["b"][rows].astype(np.float64)
+    return {"i": sigmoid(gates["i"]), "f": sigmoid(gates["f"]), "g": np.tanh(gates["g"]), "o": sigmoid(gates["o"])}
+
+
+def lstm_cell(x: np.ndarray, h: np.ndarray, c: np.ndarray,
+              params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    gates = lstm_gates(x, h, params)
+    c_next = gates["f"] * np.asarray(c, np.float64) + gates["i"] * gates["g"]
+    return gates["o"] * np.tanh(c_next), c_next
+
+
+def rnn_cell(x: np.ndarray, h: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """``h_t = tanh(W_hh h_{t-1} + W_xh x_t + b_h)``."""
+    return np.tanh(np.asarray(h, np.float64) @ params["w_hh"].T.astype(np.float64)
+                   + np.asarray(x, np.float64) @ params["w_ih"].T.astype(np.float64)
+                   + params["b"].astype(np.float64))

@@ -1,0 +1,282 @@
+"""Running properties against backend targets, one result record per (property, target)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+
+from nnspec import divergences, registry
+from nnspec.backends.base import Backend
+from nnspec.backends.discovery import BackendTarget
+from nnspec.backends.numpy import NumpyBackend
+from nnspec.errors import NnspecError
+from nnspec.reports.results import Record, RunDocument, append_jsonl
+from nnspec.spec_loader import Catalogue, Property
+from nnspec.strategies import Case, CheckFailure, Worst
+
+#: Examples per property and whether draws are derandomised, per profile.
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {"max_examples": 10, "derandomize": False},
+    "default": {"max_examples": 40, "derandomize": False},
+    "thorough": {"max_examples": 400, "derandomize": False},
+    # CI: the same examples on every run, and the example database kept so found failures replay.
+    "ci": {"max_examples": 40, "derandomize": True},
+}
+#: Statistical checks draw thousands of samples per example; they run fewer examples.
+STATISTICAL_EXAMPLES = {"quick": 2, "default": 5, "thorough": 20, "ci": 5}
+DEFAULT_TIMEOUT = 300.0
+
+
+class PropertyTimeout(BaseException):
+    """Raised inside a hanging backend call; a BaseException so Hypothesis does not shrink it."""
+
+
+def database_path() -> Path:
+    return Path(os.environ.get("NNSPEC_DATABASE", ".hypothesis/nnspec"))
+
+
+def property_seed(run_seed: int, property_id: str) -> int:
+    """The seed of one property: every backend target sees the same examples in one run."""
+    return zlib.crc32(f"{run_seed}:{property_id}".encode())
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` (main thread on POSIX only; elsewhere no limit)."""
+    usable = seconds and hasattr(signal, "setitimer") and _in_main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise PropertyTimeout(f"no result after {seconds:g} s: the backend hangs or is far too slow")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def reproduce_command(selector: str, property_id: str, seed: int, profile: str) -> str:
+    return shlex.join(["nnspec", "run", "--backend", selector, "--property", property_id,
+                       "--seed", str(seed), "--profile", profile])
+
+
+@dataclass
+class RunOptions:
+    profile: str = "default"
+    seed: int = 0
+    timeout: float | None = DEFAULT_TIMEOUT
+    database: ExampleDatabase | None = None
+    max_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise NnspecError(f"unknown profile; expected one of {sorted(PROFILES)}. Received: {self.profile!r}")
+
+
+def _settings(prop: Property, options: RunOptions, statistical: bool) -> settings:
+    profile = PROFILES[options.profile]
+    if options.max_examples:
+        examples = options.max_examples
+    elif statistical:
+        examples = STATISTICAL_EXAMPLES[options.profile]
+    elif prop.examples:  # a property's own count is stated for the default profile
+        examples = max(1, round(prop.examples * profile["max_examples"] / PROFILES["default"]["max_examples"]))
+    else:
+        examples = profile["max_examples"]
+    database = options.database
+    if database is None:
+        database = DirectoryBasedExampleDatabase(str(database_path()))
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=profile["derandomize"],
+        database=database,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+        report_multiple_bugs=False,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    )
+
+
+def run_property(
+    prop: Property,
+    backend: Backend,
+    options: RunOptions,
+    selector: str | None = None,
+    known: list[divergences.Divergence] | None = None,
+) -> Record:
+    """Check one property on one backend target and return its record (never raises for a backend's fault)."""
+    checker = registry.get(prop.check)
+    seed = property_seed(options.seed, prop.id)
+    record = Record(property=prop.id, backend=backend.target, status="pass", level=prop.level,
+                    topic=prop.topic, seed=options.seed)
+    record.reproduce = reproduce_command(selector or backend.target, prop.id, options.seed, options.profile)
+    missing = [name for name in (*checker.requires, *prop.requires) if not backend.supports(name)]
+    if missing:
+        record.status, record.message = "skip", f"not applicable: the backend has no {', '.join(missing)}"
+        return record
+    wanted = prop.inputs.get("dtypes", ["float64"])
+    if not any(backend.supports_dtype(dtype) for dtype in wanted):
+        record.status = "skip"
+        record.message = f"not applicable: the backend computes in none of {wanted}"
+        return record
+
+    reference = NumpyBackend()
+    worst = Worst()
+    state: dict[str, Any] = {"examples": 0, "case": None}
+    run_settings = _settings(prop, options, checker.statistical)
+    false_alarm_rate = float(prop.statistical.get("false_alarm_rate", 1e-9))
+    alpha = false_alarm_rate / max(run_settings.max_examples, 1)
+
+    def example(data: st.DataObject) -> None:
+        state["examples"] += 1
+        case = Case(data, prop, backend, reference, worst, alpha=alpha)
+        state["case"] = case
+        checker.function(case)
+
+    example._hypothesis_internal_add_digest = f"{prop.id}[{backend.target}]".encode()  # type: ignore[attr-defined]
+    test = hypothesis_seed(seed)(run_settings(given(st.data())(example)))
+    started = time.perf_counter()
+    try:
+        # Overflow in a value regime is judged by the checks themselves, not reported as a warning.
+        with _deadline(options.timeout), np.errstate(all="ignore"):
+            test()
+    except CheckFailure as failure:
+        record.status = "fail"
+        record.message = failure.message
+    except PropertyTimeout as timeout:
+        record.status, record.message = "error", str(timeout)
+    except NnspecError as error:  # the spec or the engine is at fault, not the backend
+        record.status, record.message = "error", f"{type(error).__name__}: {error}"
+    except Exception as error:
+        record.status = "error"
+        frames = traceback.extract_tb(error.__traceback__)[-3:]
+        where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+        record.message = f"the backend raised {type(error).__name__}: {error} ({where})"
+    record.time_s = round(time.perf_counter() - started, 4)
+    record.examples = state["examples"]
+    if worst.error is not None:
+        record.worst_error, record.tolerance = worst.error, worst.tolerance
+    if record.status in ("fail", "error") and state["case"] is not None:
+        record.counterexample = state["case"].counterexample()
+    divergence = divergences.find(known or [], prop.id, backend.target)
+    if divergence is not None:
+        if record.status in ("fail", "error"):
+            record.status, record.message = "xfail", f"known divergence: {divergence.reason}. {record.message}"
+        elif record.status == "pass":
+            record.status = "xpass"
+            record.message = f"listed as a known divergence ({divergence.reason}) but it passed: the entry is stale"
+    return record
+
+
+def environment(options: RunOptions, backends: list[Backend], argv: list[str] | None = None) -> dict[str, Any]:
+    """What a run records about where it ran: versions, devices, seed, profile, command line."""
+    versions: dict[str, str] = {}
+    for package in ("nnspec", "numpy", "hypothesis", "torch", "jax", "jaxlib", "scipy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    details: dict[str, Any] = {}
+    for backend in backends:
+        with contextlib.suppress(Exception):
+            details[backend.target] = backend.environment()
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "nnspec_version": versions.get("nnspec", "unknown"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "backends": details,
+        "profile": options.profile,
+        "seed": options.seed,
+        "command": shlex.join(argv if argv is not None else ["nnspec", *sys.argv[1:]]),
+    }
+
+
+@dataclass
+class RunPlan:
+    """What one run checks: properties x targets, in a deterministic order."""
+
+    catalogue: Catalogue
+    targets: list[tuple[str, BackendTarget]]  # (selector the user gave, target)
+    properties: list[Property] = field(default_factory=list)
+
+    def pairs(self) -> list[tuple[Property, str, BackendTarget]]:
+        chosen = self.properties or self.catalogue.properties
+        return [(prop, selector, target) for prop in sorted(chosen, key=lambda p: p.id)
+                for selector, target in sorted(self.targets, key=lambda t: t[1].target)]
+
+
+def run(
+    plan: RunPlan,
+    options: RunOptions,
+    jsonl: Path | None = None,
+    progress: Callable[[Record, int, int], None] | None = None,
+    argv: list[str] | None = None,
+) -> RunDocument:
+    """Run every (property, target) pair, appending each record to ``jsonl`` as it finishes."""
+    instances: dict[str, Backend] = {}
+    known: dict[str, list[divergences.Divergence]] = {}
+    for _, target in plan.targets:
+        if target.is_available and target.target not in instances:
+            try:
+                instances[target.target] = target.instantiate()
+            except Exception as error:  # a backend whose constructor fails is unavailable, not fatal
+                target.reason = f"{type(error).__name__}: {error}"
+                continue
+            known[target.target] = divergences.for_backend(instances[target.target].name)
+    document = RunDocument(
+        environment=environment(options, list(instances.values()), argv),
+        properties={prop.id: prop.metadata() for prop in plan.catalogue.properties},
+    )
+    pairs = plan.pairs()
+    if jsonl is not None:
+        jsonl.parent.mkdir(parents=True, exist_ok=True)
+        jsonl.write_text("")
+    for index, (prop, selector, target) in enumerate(pairs, start=1):
+        if target.target in instances:
+            record = run_property(prop, instances[target.target], options, selector, known[target.target])
+        else:
+            record = Record(property=prop.id, backend=target.target, status="skip", level=prop.level,
+                            topic=prop.topic, seed=options.seed, message=f"backend unavailable: {target.reason}")
+        document.results.append(record)
+        if jsonl is not None:
+            append_jsonl(jsonl, record)
+        if progress is not None:
+            progress(record, index, len(pairs))
+    return document
+
+
+def failed_must(document: RunDocument) -> list[Record]:
+    """MUST properties that failed or errored: any makes the run's exit status non-zero."""
+    return [r for r in document.results if r.level == "MUST" and r.status in ("fail", "error")]

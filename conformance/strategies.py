@@ -1,0 +1,323 @@
+"""Hypothesis strategies bound to a property's input domain, and the :class:`Case` a checker sees.
+
+Speed: drawing whole float arrays through ``hypothesis.extra.numpy.arrays`` costs milliseconds
+per example, far more than a backend call on small inputs. So Hypothesis draws, and shrinks, the
+*structure* of each example (sizes, dtype, value regime, mask kind, block sizes, a 32-bit seed),
+and the bulk of every array comes from a NumPy generator seeded by that draw. Shrinking still
+works: sizes shrink towards the domain's minimum, the regime towards the first listed, the seed
+towards 0, and a failure replays from the example database because every array is a function of
+what Hypothesis drew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from nnspec.backends.base import Backend
+from nnspec.errors import SpecError
+from nnspec.spec_loader import Property
+from nnspec.tolerances import EPSILON, LOW_PRECISION, Comparison, Tolerance, compare, for_dtype
+
+#: How large an array may be and still be written out in full in a counterexample.
+SMALL_ARRAY = 64
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+class CheckFailure(AssertionError):
+    """The backend departed from the property; carries the worst error and its tolerance."""
+
+    def __init__(self, message: str, error: float | None = None, tolerance: float | None = None) -> None:
+        super().__init__(message)
+        self.message, self.error, self.tolerance = message, error, tolerance
+
+
+class Worst:
+    """The worst error/tolerance ratio seen over every example of one property run."""
+
+    def __init__(self) -> None:
+        self.ratio = -1.0
+        self.error: float | None = None
+        self.tolerance: float | None = None
+
+    def update(self, error: float, tolerance: float) -> None:
+        ratio = error / tolerance if tolerance > 0 else (0.0 if error == 0 else float("inf"))
+        if ratio > self.ratio:
+            self.ratio, self.error, self.tolerance = ratio, error, tolerance
+
+
+def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """Round float32 values to the nearest bfloat16 (ties to even), returned as float32."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounding = 0x7FFF + ((bits >> 16) & 1)
+    return (((bits + rounding) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def cast(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` represented in ``dtype``; bfloat16 values are carried as float32."""
+    if dtype == "bfloat16":
+        return round_to_bfloat16(x.astype(np.float32))
+    return np.asarray(x).astype(dtype)
+
+
+def _values(rng: np.random.Generator, shape: tuple[int, ...], regime: str) -> np.ndarray:
+    if regime == "normal":
+        return rng.standard_normal(shape)
+    if regime == "uniform":
+        return rng.uniform(-1.0, 1.0, shape)
+    if regime == "wide":  # magnitudes spread over three decades, up to about 30
+        return rng.standard_normal(shape) * 10.0 ** rng.uniform(-2.0, 1.0, shape)
+    if regime == "tiny":
+        return rng.standard_normal(shape) * 1e-4
+    if regime == "large":
+        return rng.standard_normal(shape) * 30.0
+    if regime == "ties":
+        return rng.integers(-1, 2, shape).astype(np.float64)
+    if regime == "integers":
+        return rng.integers(-3, 4, shape).astype(np.float64)
+    raise ValueError(f"unknown value regime {regime!r}")
+
+
+class Case:
+    """One Hypothesis example of one property on one backend.
+
+    Checkers draw through it (so Hypothesis can shrink the draw), call the backend through it (so
+    arrays cross the boundary in one place), and judge through it (so the worst error and the
+    counterexample are recorded in one place).
+    """
+
+    def __init__(
+        self,
+        data: st.DataObject,
+        prop: Property,
+        backend: Backend,
+        reference: Backend,
+        worst: Worst,
+        alpha: float = 1e-9,
+    ) -> None:
+        self.data = data
+        self.prop = prop
+        self.params: dict[str, Any] = prop.params
+        self.backend = backend
+        self.reference = reference
+        self.worst = worst
+        #: The false-alarm rate one statistical test in this example may spend.
+        self.alpha = alpha
+        self.drawn: dict[str, Any] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self._rng: np.random.Generator | None = None
+        self._dtype: str | None = None
+
+    # -- drawing --------------------------------------------------------------------------------
+
+    def _range(self, name: str, default: tuple[int, int] | None) -> tuple[int, int]:
+        bounds = self.prop.inputs.get(name, default)
+        if bounds is None:
+            raise SpecError(
+                f"checker {self.prop.check!r} draws {name!r}, so inputs.{name} must be given as [min, max]",
+                path=self.prop.path, property_id=self.prop.id, field=f"inputs.{name}",
+            )
+        low, high = int(bounds[0]), int(bounds[1])
+        if low > high:
+            raise SpecError(f"expected [min, max] with min <= max. Received: {list(bounds)}",
+                            path=self.prop.path, property_id=self.prop.id, field=f"inputs.{name}")
+        return low, high
+
+    def size(self, name: str, default: tuple[int, int] | None = None, minimum: int | None = None) -> int:
+        """An integer from the domain's ``inputs[name]`` range (or ``default``), at least ``minimum``."""
+        low, high = self._range(name, default)
+        if minimum is not None:
+            low, high = max(low, minimum), max(high, minimum)
+        value = self.data.draw(st.integers(low, high), label=name)
+        self.drawn[name] = value
+        return value
+
+    def choice(self, name: str, options: list[Any] | tuple[Any, ...]) -> Any:
+        value = self.data.draw(st.sampled_from(list(options)), label=name)
+        self.drawn[name] = value
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.data.draw(st.booleans(), label=name)
+        self.drawn[name] = value
+        return value
+
+    def dtype(self) -> str:
+        """A dtype from the domain that the backend computes in (the first drawn stays for the example)."""
+        if self._dtype is None:
+            wanted = self.prop.inputs.get("dtypes", ["float64"])
+            usable = [d for d in wanted if self.backend.supports_dtype(d)]
+            self._dtype = self.choice("dtype", usable)
+        return self._dtype
+
+    def regime(self, name: str = "values") -> str:
+        return str(self.choice(name, self.prop.inputs.get("values", ["normal"])))
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:
+            seed = self.data.draw(st.integers(0, 2**32 - 1), label="seed")
+            self.drawn["seed"] = seed
+            self._rng = np.random.default_rng(seed)
+        return self._rng
+
+    def array(self, name: str, shape: tuple[int, ...], regime: str = "normal", dtype: str | None = None,
+              scale: float = 1.0) -> np.ndarray:
+        """An array of ``shape`` in ``dtype`` (the example's dtype by default), bulk drawn cheaply."""
+        values = cast(_values(self.rng, tuple(shape), regime) * scale, dtype or self.dtype())
+        self.arrays[name] = values
+        return values
+
+    def keep(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Record a derived input (a mask, a permutation) for the counterexample."""
+        self.arrays[name] = np.asarray(value)
+        return value
+
+    def mask(self, batch: int, q_len: int, k_len: int, kinds: list[str] | None = None) -> tuple[str, np.ndarray | None]:
+        """A boolean ``(B, 1, L, S)`` mask of a kind from the domain's ``masks`` (True = may attend).
+
+        Every query row keeps at least one admissible key, except for the kind ``none`` (no mask).
+        """
+        kind = str(self.choice("mask", kinds or self.prop.inputs.get("masks", ["none"])))
+        if kind == "none":
+            return kind, None
+        rows, cols = np.arange(q_len)[:, None], np.arange(k_len)[None, :]
+        if kind == "causal":
+            mask = np.broadcast_to(cols <= rows, (batch, 1, q_len, k_len)).copy()
+        elif kind == "padding":
+            lengths = self.rng.integers(1, k_len + 1, batch)
+            mask = np.broadcast_to(cols[None, None] < lengths[:, None, None, None], (batch, 1, q_len, k_len)).copy()
+        elif kind == "random":
+            mask = self.rng.random((batch, 1, q_len, k_len)) < 0.6
+            keep = self.rng.integers(0, k_len, (batch, 1, q_len))
+            np.put_along_axis(mask, keep[..., None], True, axis=-1)
+        elif kind == "prefix":
+            prefix = int(self.rng.integers(1, k_len + 1))
+            mask = np.broadcast_to((cols < prefix) | (cols <= rows), (batch, 1, q_len, k_len)).copy()
+        elif kind == "window":
+            width = int(self.rng.integers(0, k_len))
+            mask = np.broadcast_to(np.abs(rows - cols) <= width, (batch, 1, q_len, k_len)).copy()
+            mask[..., :, 0] |= ~mask.any(axis=-1)
+        else:
+            raise ValueError(f"unknown mask kind {kind!r}")
+        self.keep("mask", mask)
+        return kind, mask
+
+    # -- calling --------------------------------------------------------------------------------
+
+    def _to_backend(self, value: Any, dtype: str | None) -> Any:
+        if isinstance(value, np.ndarray):
+            return self.backend.asarray(value, dtype if value.dtype.kind == "f" else None)
+        if isinstance(value, dict):
+            return {key: self._to_backend(item, dtype) for key, item in value.items()}
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], np.ndarray):
+            return type(value)(self._to_backend(item, dtype) for item in value)
+        return value
+
+    def _from_backend(self, value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return tuple(self._from_backend(item) for item in value)
+        return np.asarray(self.backend.to_numpy(value))
+
+    def call(self, primitive: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the backend's ``primitive`` on NumPy inputs (cast to the example's dtype); return NumPy."""
+        dtype = self._dtype
+        function: Callable[..., Any] = getattr(self.backend, primitive)
+        converted_args = [self._to_backend(arg, dtype) for arg in args]
+        converted_kwargs = {key: self._to_backend(value, dtype) for key, value in kwargs.items()}
+        return self._from_backend(function(*converted_args, **converted_kwargs))
+
+    def gradient(self, build: Callable[..., Any], primals: list[np.ndarray], cotangent: np.ndarray) -> list[np.ndarray]:
+        """``vjp`` of ``build(backend, *primals)`` at ``primals`` against ``cotangent``, through the backend."""
+        dtype = self._dtype
+        backend_primals = [self._to_backend(p, dtype) for p in primals]
+        _, pullback = self.backend.vjp(lambda *xs: build(self.backend, *xs), *backend_primals)
+        grads = pullback(self._to_backend(cotangent, dtype))
+        return [np.asarray(self.backend.to_numpy(g), dtype=np.float64) for g in grads]
+
+    def jacobian(self, build: Callable[..., Any], primal: np.ndarray) -> np.ndarray:
+        """Full Jacobian ``d build(primal) / d primal`` as ``(out.size, primal.size)``, one vjp per output."""
+        value, pullback = self.backend.vjp(lambda x: build(self.backend, x), self._to_backend(primal, self._dtype))
+        out = np.asarray(self.backend.to_numpy(value), dtype=np.float64)
+        rows = []
+        for index in range(out.size):
+            basis = np.zeros(out.size)
+            basis[index] = 1.0
+            cotangent = cast(basis.reshape(out.shape), self._dtype or "float64")
+            (row,) = pullback(self._to_backend(cotangent, self._dtype))
+            rows.append(np.asarray(self.backend.to_numpy(row), dtype=np.float64).reshape(-1))
+        return np.stack(rows)
+
+    def convert(self, value: Any) -> Any:
+        """Convert NumPy arrays (or dicts of them) for direct use inside a ``gradient`` build function."""
+        return self._to_backend(value, self._dtype)
+
+    # -- judging --------------------------------------------------------------------------------
+
+    def tolerance_for(self, dtype: str | None = None) -> Any:
+        return for_dtype(self.prop.tolerance, dtype or self.dtype())
+
+    def close(self, what: str, actual: np.ndarray, expected: np.ndarray, dtype: str | None = None,
+              baseline: np.ndarray | None = None, magnitude: float | None = None) -> Comparison:
+        """Fail unless ``actual`` is within the property's tolerance of the float64 ``expected``.
+
+        ``magnitude`` is the scale of the quantities the result was computed from (for attention,
+        ``max |v|``: an output is a convex combination of value rows, so its rounding error is
+        relative to them, not to the output element, which may cancel to near zero).
+        """
+        dtype = dtype or self.dtype()
+        tolerance = self.tolerance_for(dtype)
+        if magnitude is not None and magnitude > 1.0:
+            tolerance = Tolerance(tolerance.atol * magnitude, tolerance.rtol, tolerance.exact)
+        use_baseline = baseline if dtype in LOW_PRECISION else None
+        factor = float(self.prop.tolerance.get("low_precision_factor", 4.0))
+        result = compare(actual, expected, tolerance, baseline=use_baseline, low_precision_factor=factor)
+        self.worst.update(result.error, result.tolerance)
+        if result.ratio > 1.0:
+            where = f" at index {result.index}" if result.index is not None else ""
+            raise CheckFailure(
+                f"{what}: error {result.error:.3g} exceeds tolerance {result.tolerance:.3g} "
+                f"({tolerance.describe()}, {dtype}){where}",
+                error=result.error, tolerance=result.tolerance,
+            )
+        return result
+
+    def require(self, condition: bool, message: str, error: float | None = None,
+                tolerance: float | None = None) -> None:
+        """Fail with ``message`` unless ``condition`` holds."""
+        if error is not None and tolerance is not None:
+            self.worst.update(error, tolerance)
+        if not condition:
+            raise CheckFailure(message, error=error, tolerance=tolerance)
+
+    def significance(self, what: str, p_value: float, statistic: float) -> None:
+        """Fail when a statistical test rejects at this example's share of the false-alarm rate."""
+        # Reported as error/tolerance on a log scale: -log10(p) against -log10(alpha).
+        error, tolerance = -np.log10(max(p_value, 1e-300)), -np.log10(self.alpha)
+        self.worst.update(float(error), float(tolerance))
+        if p_value < self.alpha:
+            raise CheckFailure(
+                f"{what}: the test statistic {statistic:.4g} has p = {p_value:.3g}, below the "
+                f"per-example false-alarm rate {self.alpha:.3g}",
+                error=float(error), tolerance=float(tolerance),
+            )
+
+    def epsilon(self, dtype: str | None = None) -> float:
+        return EPSILON[dtype or self.dtype()]
+
+    # -- the counterexample ---------------------------------------------------------------------
+
+    def counterexample(self) -> dict[str, Any]:
+        arrays: dict[str, Any] = {}
+        shapes: dict[str, list[int]] = {}
+        for name, value in self.arrays.items():
+            shapes[name] = list(value.shape)
+            if value.size <= SMALL_ARRAY:
+                arrays[name] = value.astype(np.float64).tolist() if value.dtype.kind == "f" else value.tolist()
+            elif value.dtype.kind == "f":
+                arrays[name] = {"min": float(np.min(value)), "max": float(np.max(value)),
+                                "mean": float(np.mean(value))}
+        return {"dtype": self._dtype, "draws": dict(self.drawn), "shapes": shapes, "arrays": arrays}

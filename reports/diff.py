@@ -1,0 +1,190 @@
+"""Compare two runs: what broke, what was fixed, which margins moved, what was added or removed.
+
+``diff(old, new)`` matches records by (property, backend target). A *new failure* is a record
+that fails or errors in the new run but did not in the old one (or was absent); a *fix* is one
+that failed or errored and now passes. Other status changes are listed apart, and so are
+tolerance margins (worst error ÷ tolerance) that moved by more than ``threshold`` while the
+status stayed the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnspec.reports.results import Record, RunDocument
+
+FAILING = ("fail", "error")
+DEFAULT_MARGIN_THRESHOLD = 0.1
+
+
+@dataclass
+class Change:
+    """One (property, backend target) whose outcome differs between the two runs."""
+
+    property: str
+    backend: str
+    old: Record | None
+    new: Record | None
+
+    @property
+    def old_status(self) -> str:
+        return self.old.status if self.old else "absent"
+
+    @property
+    def new_status(self) -> str:
+        return self.new.status if self.new else "absent"
+
+    @property
+    def old_ratio(self) -> float | None:
+        return self.old.ratio if self.old else None
+
+    @property
+    def new_ratio(self) -> float | None:
+        return self.new.ratio if self.new else None
+
+    @property
+    def ratio_change(self) -> float | None:
+        if self.old_ratio is None or self.new_ratio is None:
+            return None
+        return self.new_ratio - self.old_ratio
+
+    @property
+    def message(self) -> str:
+        record = self.new or self.old
+        return record.message.strip().splitlines()[0] if record and record.message.strip() else ""
+
+
+@dataclass
+class RunDiff:
+    """The differences between an old and a new run."""
+
+    new_failures: list[Change] = field(default_factory=list)
+    fixed: list[Change] = field(default_factory=list)
+    status_changes: list[Change] = field(default_factory=list)
+    margin_changes: list[Change] = field(default_factory=list)
+    properties_added: list[str] = field(default_factory=list)
+    properties_removed: list[str] = field(default_factory=list)
+    backends_added: list[str] = field(default_factory=list)
+    backends_removed: list[str] = field(default_factory=list)
+    threshold: float = DEFAULT_MARGIN_THRESHOLD
+    old_environment: dict[str, object] = field(default_factory=dict)
+    new_environment: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def has_regressions(self) -> bool:
+        """Whether the new run fails anything the old one did not (a CI gate's question)."""
+        return bool(self.new_failures)
+
+    @property
+    def empty(self) -> bool:
+        return not any(
+            (
+                self.new_failures,
+                self.fixed,
+                self.status_changes,
+                self.margin_changes,
+                self.properties_added,
+                self.properties_removed,
+                self.backends_added,
+                self.backends_removed,
+            )
+        )
+
+    def to_text(self) -> str:
+        """A plain-text summary for a terminal or a CI log."""
+        lines = [
+            f"{len(self.new_failures)} new failure(s), {len(self.fixed)} fixed, "
+            f"{len(self.status_changes)} other status change(s), "
+            f"{len(self.margin_changes)} margin change(s) above {self.threshold:g} of tolerance"
+        ]
+
+        def section(title: str, changes: list[Change], show_ratio: bool = False) -> None:
+            if not changes:
+                return
+            lines.append("")
+            lines.append(f"{title}:")
+            for change in changes:
+                line = f"  {change.property}[{change.backend}]: {change.old_status} -> {change.new_status}"
+                if show_ratio:
+                    line += f" (error/tolerance {_ratio(change.old_ratio)} -> {_ratio(change.new_ratio)})"
+                elif change.message and change.new_status in FAILING:
+                    line += f"  {change.message}"
+                lines.append(line)
+
+        section("New failures", self.new_failures)
+        section("Fixed", self.fixed)
+        section("Other status changes", self.status_changes)
+        section("Margins moved", self.margin_changes, show_ratio=True)
+        for title, names in (
+            ("Properties added", self.properties_added),
+            ("Properties removed", self.properties_removed),
+            ("Backends added", self.backends_added),
+            ("Backends removed", self.backends_removed),
+        ):
+            if names:
+                lines.append("")
+                lines.append(f"{title}: {', '.join(names)}")
+        if self.empty:
+            lines.append("No differences.")
+        return "\n".join(lines) + "\n"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _property_ids(document: RunDocument) -> set[str]:
+    return set(document.properties) | {record.property for record in document.results}
+
+
+def diff(old: RunDocument, new: RunDocument, threshold: float = DEFAULT_MARGIN_THRESHOLD) -> RunDiff:
+    """Compare ``old`` with ``new``; ``threshold`` is the margin move (in units of tolerance) worth listing."""
+    old_records = {(record.property, record.backend): record for record in old.results}
+    new_records = {(record.property, record.backend): record for record in new.results}
+    old_properties, new_properties = _property_ids(old), _property_ids(new)
+    old_backends = {record.backend for record in old.results}
+    new_backends = {record.backend for record in new.results}
+    result = RunDiff(
+        properties_added=sorted(new_properties - old_properties),
+        properties_removed=sorted(old_properties - new_properties),
+        backends_added=sorted(new_backends - old_backends),
+        backends_removed=sorted(old_backends - new_backends),
+        threshold=threshold,
+        old_environment=dict(old.environment),
+        new_environment=dict(new.environment),
+    )
+    for key in sorted(set(old_records) | set(new_records)):
+        change = Change(key[0], key[1], old_records.get(key), new_records.get(key))
+        if change.new_status in FAILING and change.old_status not in FAILING:
+            result.new_failures.append(change)
+        elif change.old_status in FAILING and change.new_status == "pass":
+            result.fixed.append(change)
+        elif change.old is None or change.new is None:
+            # Added or removed records are summarised by the property/backend lists, unless they fail.
+            continue
+        elif change.old_status != change.new_status:
+            result.status_changes.append(change)
+        elif change.ratio_change is not None and abs(change.ratio_change) > threshold:
+            result.margin_changes.append(change)
+    result.margin_changes.sort(key=lambda change: -abs(change.ratio_change or 0.0))
+    return result
+
+
+def render_diff_html(run_diff: RunDiff, title: str = "nnspec run comparison") -> str:
+    """Render a diff as one self-contained HTML page (same look as the report)."""
+    from nnspec.reports.html import _environment, environment_rows
+
+    template = _environment().get_template("diff.html.j2")
+    runs = [
+        ("Old run", environment_rows(run_diff.old_environment)),
+        ("New run", environment_rows(run_diff.new_environment)),
+    ]
+    return template.render(diff=run_diff, title=title, runs=runs)
+
+
+def write_diff_html(run_diff: RunDiff, path: str | Path, title: str = "nnspec run comparison") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_diff_html(run_diff, title), encoding="utf-8")
+    return path

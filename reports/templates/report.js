@@ -1,0 +1,217 @@
+(function () {
+  "use strict";
+  // Filters read and write the address bar (#backend=torch:cpu&status=fail&topic=masking), so a link
+  // can point at one slice of the report. Every filterable element is parsed once; filtering only
+  // flips `hidden` on elements whose visibility changes, and hides backend columns with one CSS rule.
+  var STATUS_ALIASES = { "n/a": "skip", "na": "skip", "not-run": "notrun", "not_run": "notrun", "notrun": "notrun" };
+  var bar = document.getElementById("filters");
+  var backendBoxes = Array.prototype.slice.call(bar.querySelectorAll("input[name=backend]"));
+  var statusBoxes = Array.prototype.slice.call(bar.querySelectorAll("input[name=status]"));
+  var levelSelect = bar.querySelector("select[name=level]");
+  var topicSelect = bar.querySelector("select[name=topic]");
+  var search = bar.querySelector("input[name=q]");
+  var shown = document.getElementById("shown");
+  var dynamicStyle = document.createElement("style");
+  document.head.appendChild(dynamicStyle);
+  var backendIndex = {};
+  backendBoxes.forEach(function (box, index) { backendIndex[box.value] = index; });
+
+  function parse(element) {
+    var tokens = (element.getAttribute("data-st") || "").split(" ").filter(Boolean).map(function (token) {
+      var cut = token.indexOf(":");
+      return [Number(token.slice(0, cut)), token.slice(cut + 1)];
+    });
+    return {
+      element: element,
+      topic: element.getAttribute("data-topic") || "",
+      level: element.getAttribute("data-level") || "",
+      text: element.getAttribute("data-text") || "",
+      tokens: tokens,
+      matrixRow: element.tagName === "TR",
+      visible: true
+    };
+  }
+  var items = Array.prototype.map.call(document.querySelectorAll("[data-st]"), parse);
+  var topicHeads = Array.prototype.slice.call(document.querySelectorAll("tr[data-topic-head]"));
+  var matrixTotal = items.filter(function (item) { return item.matrixRow; }).length;
+
+  function currentFilter() {
+    return {
+      backends: backendBoxes.filter(function (box) { return box.checked; }).map(function (box) { return box.value; }),
+      statuses: statusBoxes.filter(function (box) { return box.checked; }).map(function (box) { return box.value; }),
+      level: levelSelect.value,
+      topic: topicSelect.value,
+      q: search.value.trim()
+    };
+  }
+
+  function apply(filter) {
+    var backendSet = null, statusSet = null;
+    if (filter.backends.length) {
+      backendSet = {};
+      filter.backends.forEach(function (name) { if (name in backendIndex) { backendSet[backendIndex[name]] = true; } });
+    }
+    if (filter.statuses.length) {
+      statusSet = {};
+      filter.statuses.forEach(function (name) { statusSet[name] = true; });
+    }
+    var hiddenColumns = [];
+    if (backendSet) {
+      backendBoxes.forEach(function (box, index) { if (!backendSet[index]) { hiddenColumns.push(".b" + index); } });
+    }
+    dynamicStyle.textContent = hiddenColumns.length ? hiddenColumns.join(",") + "{display:none!important}" : "";
+    var words = filter.q.toLowerCase().split(/\s+/).filter(Boolean);
+    var visibleByTopic = {};
+    var visibleRows = 0;
+    for (var i = 0; i < items.length; i++) {
+      var item = items[i];
+      var visible = (!filter.level || item.level === filter.level) && (!filter.topic || item.topic === filter.topic);
+      for (var w = 0; visible && w < words.length; w++) { visible = item.text.indexOf(words[w]) !== -1; }
+      if (visible && (backendSet || statusSet)) {
+        visible = false;
+        for (var t = 0; t < item.tokens.length; t++) {
+          var token = item.tokens[t];
+          if ((!backendSet || backendSet[token[0]]) && (!statusSet || statusSet[token[1]])) { visible = true; break; }
+        }
+      }
+      if (visible !== item.visible) { item.element.hidden = !visible; item.visible = visible; }
+      if (visible && item.matrixRow) {
+        visibleRows++;
+        visibleByTopic[item.topic] = true;
+      }
+    }
+    topicHeads.forEach(function (head) { head.hidden = !visibleByTopic[head.getAttribute("data-topic-head")]; });
+    shown.textContent = visibleRows + " of " + matrixTotal + " properties";
+  }
+
+  function toHash(filter) {
+    var parts = [];
+    if (filter.backends.length) { parts.push("backend=" + filter.backends.map(encodeURIComponent).join(",")); }
+    if (filter.statuses.length) { parts.push("status=" + filter.statuses.join(",")); }
+    if (filter.level) { parts.push("level=" + encodeURIComponent(filter.level)); }
+    if (filter.topic) { parts.push("topic=" + encodeURIComponent(filter.topic)); }
+    if (filter.q) { parts.push("q=" + encodeURIComponent(filter.q)); }
+    return parts.join("&");
+  }
+
+  function fromParams(params) {
+    function list(name) {
+      var values = [];
+      params.getAll(name).forEach(function (value) { values = values.concat(value.split(",")); });
+      return values.map(function (value) { return value.trim(); }).filter(Boolean);
+    }
+    return {
+      backends: list("backend"),
+      statuses: list("status").map(function (name) { return STATUS_ALIASES[name.toLowerCase()] || name.toLowerCase(); }),
+      level: (params.get("level") || "").toUpperCase(),
+      topic: params.get("topic") || "",
+      q: params.get("q") || params.get("text") || ""
+    };
+  }
+
+  function setControls(filter) {
+    backendBoxes.forEach(function (box) { box.checked = filter.backends.indexOf(box.value) !== -1; });
+    statusBoxes.forEach(function (box) { box.checked = filter.statuses.indexOf(box.value) !== -1; });
+    levelSelect.value = filter.level;
+    if (levelSelect.value !== filter.level) { levelSelect.value = ""; }
+    topicSelect.value = filter.topic;
+    if (topicSelect.value !== filter.topic) { topicSelect.value = ""; }
+    search.value = filter.q;
+  }
+
+  function isFilterHash(hash) { return hash.indexOf("=") !== -1; }
+
+  function readAddress() {
+    var hash = location.hash.replace(/^#/, "");
+    var params = new URLSearchParams(isFilterHash(hash) ? hash : location.search.replace(/^\?/, ""));
+    var filter = fromParams(params);
+    setControls(filter);
+    apply(currentFilter());
+  }
+
+  function writeAddress() {
+    var hash = toHash(currentFilter());
+    var url = location.pathname + location.search + (hash ? "#" + hash : "");
+    try { history.replaceState(null, "", url); } catch (error) { location.hash = hash; }
+  }
+
+  var pending = 0;
+  function onChange() {
+    apply(currentFilter());
+    writeAddress();
+  }
+  bar.addEventListener("change", onChange);
+  search.addEventListener("input", function () {
+    clearTimeout(pending);
+    pending = setTimeout(onChange, 120);
+  });
+  document.getElementById("reset").addEventListener("click", function () {
+    setControls({ backends: [], statuses: [], level: "", topic: "", q: "" });
+    onChange();
+  });
+  window.addEventListener("hashchange", function () {
+    if (isFilterHash(location.hash)) { readAddress(); }
+  });
+
+  // Open a property's details and bring it into view without losing the filter in the address bar.
+  function openProperty(id) {
+    var details = document.getElementById("p-" + id);
+    if (!details) { return false; }
+    details.hidden = false;
+    details.open = true;
+    details.scrollIntoView({ block: "start" });
+    return true;
+  }
+  var rowIds = Array.prototype.map.call(document.querySelectorAll("#matrix-table tr.row"), function (row) {
+    return row.getAttribute("data-p");
+  });
+  document.addEventListener("click", function (event) {
+    var target = event.target;
+    if (!(target instanceof Element)) { return; }
+    var link = target.closest("a.plink");
+    if (link && openProperty(decodeURIComponent(link.getAttribute("href").slice(3)))) {
+      event.preventDefault();
+      return;
+    }
+    var cell = target.closest("td.c");
+    if (cell) { openProperty(cell.parentNode.getAttribute("data-p")); return; }
+    var square = target.closest("rect[data-r]");
+    if (square) { openProperty(rowIds[Number(square.getAttribute("data-r"))]); return; }
+    if (target.classList.contains("copy")) {
+      var text = target.parentNode.querySelector("code").textContent;
+      var done = function () { target.textContent = "Copied"; setTimeout(function () { target.textContent = "Copy"; }, 1500); };
+      var fallback = function () {
+        var area = document.createElement("textarea");
+        area.value = text;
+        document.body.appendChild(area);
+        area.select();
+        try { document.execCommand("copy"); } catch (error) { /* nothing more to try */ }
+        area.remove();
+        done();
+      };
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(text).then(done, fallback);
+      } else {
+        fallback();
+      }
+    }
+  });
+  document.getElementById("expand").addEventListener("click", function () {
+    items.forEach(function (item) { if (!item.matrixRow && item.visible && item.element.tagName === "DETAILS") { item.element.open = true; } });
+  });
+  document.getElementById("collapse").addEventListener("click", function () {
+    items.forEach(function (item) { if (item.element.tagName === "DETAILS") { item.element.open = false; } });
+  });
+
+  function measureBar() { document.documentElement.style.setProperty("--filters-height", bar.offsetHeight + "px"); }
+  window.addEventListener("resize", measureBar);
+  measureBar();
+
+  var initial = location.hash.replace(/^#/, "");
+  if (isFilterHash(initial) || location.search) {
+    readAddress();
+  } else if (initial.indexOf("p-") === 0) {
+    openProperty(decodeURIComponent(initial.slice(2)));
+  }
+  document.documentElement.setAttribute("data-ready", "1");
+})();

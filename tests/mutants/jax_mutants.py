@@ -1,0 +1,142 @@
+"""Deliberately broken JAX backends, each named after the bug it plants.
+
+Every mutant subclasses :class:`nnspec.backends.jax.JaxBackend` and overrides one primitive with
+a bug that JAX code has shipped with (or that the JAX conventions invite: the (B, L, H, D)
+layout, ``stop_gradient``, ``axis=`` defaults, the half-split RoPE of GPT-NeoX). The suite must
+reject each; ``REJECTED_BY`` lists the property ids (glob patterns) expected to do it.
+jax is imported inside methods only, so importing this module is cheap and framework-free.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from nnspec.backends.jax import JaxBackend, jit_method
+
+Array = Any
+
+
+class StopGradientCellStateLSTM(JaxBackend):
+    """``c' = f * stop_gradient(c) + i * g``: forward exact, ``dc'/dc`` is zero instead of ``f``."""
+
+    name: ClassVar[str] = "jax-stop-gradient-cell-state"
+
+    @jit_method()
+    def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        return super().lstm_cell(x, h, self.jax.lax.stop_gradient(c), params)
+
+
+class AttentionScaledByDim(JaxBackend):
+    """The default scale is ``1/D`` instead of ``1/sqrt(D)``: logits too flat by a factor ``sqrt(D)``."""
+
+    name: ClassVar[str] = "jax-attention-scale-1-over-d"
+
+    def attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        mask: Array | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
+        scale = 1.0 / q.shape[-1] if scale is None else scale
+        return super().attention(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
+
+
+class SoftmaxOverFirstAxis(JaxBackend):
+    """``jax.nn.softmax(x, axis=0)`` whatever axis is asked for: normalises across the batch."""
+
+    name: ClassVar[str] = "jax-softmax-axis-0"
+
+    @jit_method("axis")
+    def softmax(self, x: Array, axis: int = -1) -> Array:
+        return self.jax.nn.softmax(x, axis=0)
+
+
+class AttentionLayoutNotTransposed(JaxBackend):
+    """Protocol ``(B, H, L, D)`` arrays handed to ``dot_product_attention`` as if they were ``(B, T, N, H)``.
+
+    The shapes still fit, so nothing raises: heads are attended over instead of positions.
+    """
+
+    name: ClassVar[str] = "jax-attention-untransposed"
+
+    def attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        mask: Array | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
+        if mask is not None or is_causal or q.shape[2] != k.shape[2]:
+            # Misread, a mask would not line up and L != S would not fit: only this path is broken.
+            return super().attention(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
+        return self._dot_product_attention(q, k, v, None, False, scale)
+
+
+class RopeRotatesHalves(JaxBackend):
+    """Rotates ``(x[i], x[i + D/2])`` (GPT-NeoX's layout) instead of the protocol's pairs ``(x[2i], x[2i+1])``."""
+
+    name: ClassVar[str] = "jax-rope-half-split"
+
+    @jit_method()
+    def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
+        import jax.numpy as jnp
+
+        dim = x.shape[-1]
+        frequencies = base ** (-jnp.arange(0, dim, 2, dtype=jnp.float64) / dim)
+        angles = jnp.asarray(positions, dtype=jnp.float64)[:, None] * frequencies[None, :]
+        cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+        first, second = x[..., : dim // 2], x[..., dim // 2 :]
+        return jnp.concatenate((first * cos - second * sin, first * sin + second * cos), axis=-1)
+
+
+class LayerNormUnbiasedVariance(JaxBackend):
+    """Variance with Bessel's correction (``ddof=1``), the default of ``torch.var``, not the biased one."""
+
+    name: ClassVar[str] = "jax-layer-norm-unbiased"
+
+    @jit_method()
+    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
+        import jax.numpy as jnp
+
+        mean = x.mean(axis=-1, keepdims=True)
+        variance = jnp.var(x, axis=-1, keepdims=True, ddof=1)
+        return (x - mean) / jnp.sqrt(variance + eps) * weight + bias
+
+
+class GRUResetBeforeMatmul(JaxBackend):
+    """``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``: the reset gate applied before the recurrent matmul.
+
+    The original GRU of Cho et al. (Keras ``reset_after=False``); the protocol's cell resets after it.
+    """
+
+    name: ClassVar[str] = "jax-gru-reset-before"
+
+    @jit_method()
+    def gru_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
+        import jax.numpy as jnp
+
+        sigmoid = self.jax.nn.sigmoid
+        w_hr, w_hz, w_hn = jnp.split(params["w_hh"], 3, axis=0)
+        b_hr, b_hz, b_hn = jnp.split(params["b_hh"], 3, axis=-1)
+        input_r, input_z, input_n = jnp.split(x @ params["w_ih"].T + params["b_ih"], 3, axis=-1)
+        reset = sigmoid(input_r + h @ w_hr.T + b_hr)
+        update = sigmoid(input_z + h @ w_hz.T + b_hz)
+        candidate = jnp.tanh(input_n + (reset * h) @ w_hn.T + b_hn)
+        return (1.0 - update) * candidate + update * h
+
+
+#: Each mutant and the property ids (glob patterns) expected to reject it.
+REJECTED_BY: dict[type[JaxBackend], tuple[str, ...]] = {
+    StopGradientCellStateLSTM: ("lstm.*gradient*", "lstm.*cell_state*"),
+    AttentionScaledByDim: ("attention.*scal*", "attention.*formula*", "attention.*"),
+    SoftmaxOverFirstAxis: ("attention.softmax.*", "softmax.*"),
+    AttentionLayoutNotTransposed: ("attention.*",),
+    RopeRotatesHalves: ("positional.rope*", "rope.*", "*.rope.*"),
+    LayerNormUnbiasedVariance: ("*layer_norm*", "normalisation.*"),
+    GRUResetBeforeMatmul: ("gru.*",),
+}

@@ -1,0 +1,167 @@
+"""Deliberately broken torch backends, each named after the bug it plants.
+
+Every mutant subclasses :class:`nnspec.backends.torch.TorchBackend` and overrides one primitive
+with a bug that real kernels have shipped with. The suite must reject each of them; the
+property ids in ``REJECTED_BY`` say which properties are expected to do it (glob patterns).
+torch is imported inside methods only, so importing this module is cheap and framework-free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from nnspec.backends.torch import TorchBackend
+
+Tensor = Any
+
+
+class DetachedCellStateLSTM(TorchBackend):
+    """The incoming cell state is detached: forward exact, ``dc'/dc`` is zero instead of ``f``."""
+
+    name: ClassVar[str] = "torch-detached-cell-state"
+
+    def lstm_cell(self, x: Tensor, h: Tensor, c: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return super().lstm_cell(x, h, c.detach(), params)
+
+
+class CausalMaskOffByOne(TorchBackend):
+    """``is_causal`` builds its own mask with ``tril(diagonal=1)``: each query sees one future key."""
+
+    name: ClassVar[str] = "torch-causal-off-by-one"
+
+    def attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Tensor:
+        if is_causal:
+            torch = self.torch
+            leaky = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril(diagonal=1)
+            mask = leaky if mask is None else mask.to(torch.bool) & leaky
+        return super().attention(q, k, v, mask=mask, is_causal=False, scale=scale)
+
+
+class UnscaledAttention(TorchBackend):
+    """The default scale is 1 instead of ``1/sqrt(D)``: logits too sharp by a factor ``sqrt(D)``."""
+
+    name: ClassVar[str] = "torch-unscaled-attention"
+
+    def attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Tensor:
+        return super().attention(q, k, v, mask=mask, is_causal=is_causal, scale=1.0 if scale is None else scale)
+
+
+class InvertedMaskPolarity(TorchBackend):
+    """A boolean mask read as "True = masked out" (the polarity of ``nn.MultiheadAttention``)."""
+
+    name: ClassVar[str] = "torch-inverted-mask"
+
+    def attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Tensor:
+        inverted = None if mask is None else ~mask.to(self.torch.bool)
+        return super().attention(q, k, v, mask=inverted, is_causal=is_causal, scale=scale)
+
+
+class LSTMGatesInOnnxOrder(TorchBackend):
+    """Protocol weights (i, f, g, o) handed to torch as if they were ONNX's order (i, o, f, g)."""
+
+    name: ClassVar[str] = "torch-lstm-onnx-gate-order"
+
+    def lstm_cell(self, x: Tensor, h: Tensor, c: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        def reorder(weight: Tensor) -> Tensor:
+            i, o, f, g = weight.chunk(4, dim=0)  # misread: the second block is taken as o, ...
+            return self.torch.cat((i, f, g, o), dim=0)
+
+        return super().lstm_cell(x, h, c, {name: reorder(value) for name, value in params.items()})
+
+
+class GRUUpdateGateSwapped(TorchBackend):
+    """``h' = z * n + (1 - z) * h``: the update gate's two roles exchanged."""
+
+    name: ClassVar[str] = "torch-gru-update-swapped"
+
+    def gru_cell(self, x: Tensor, h: Tensor, params: dict[str, Tensor]) -> Tensor:
+        linear = self.functional.linear
+        input_r, input_z, input_n = linear(x, params["w_ih"], params["b_ih"]).chunk(3, dim=-1)
+        hidden_r, hidden_z, hidden_n = linear(h, params["w_hh"], params["b_hh"]).chunk(3, dim=-1)
+        reset = self.torch.sigmoid(input_r + hidden_r)
+        update = self.torch.sigmoid(input_z + hidden_z)
+        candidate = self.torch.tanh(input_n + reset * hidden_n)
+        return update * candidate + (1.0 - update) * h
+
+
+class SoftmaxWithoutMaxShift(TorchBackend):
+    """``exp(x) / sum(exp(x))`` without subtracting the maximum: overflows to NaN for large logits."""
+
+    name: ClassVar[str] = "torch-softmax-no-shift"
+
+    def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
+        exponentials = self.torch.exp(x)
+        return exponentials / exponentials.sum(dim=axis, keepdim=True)
+
+
+class TiledAttentionWithoutRescale(TorchBackend):
+    """Online softmax that never rescales earlier blocks when the running maximum grows."""
+
+    name: ClassVar[str] = "torch-tiled-no-rescale"
+
+    def tiled_attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        block_q: int,
+        block_k: int,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Tensor:
+        torch = self.torch
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        q_len, k_len = q.shape[-2], k.shape[-2]
+        running_max = q.new_full((*q.shape[:-1], 1), -math.inf)
+        running_sum = q.new_zeros((*q.shape[:-1], 1))
+        accumulator = q.new_zeros((*q.shape[:-1], v.shape[-1]))
+        query_index = torch.arange(q_len, device=q.device)[:, None]
+        for k_start in range(0, k_len, block_k):
+            k_block, v_block = k[..., k_start : k_start + block_k, :], v[..., k_start : k_start + block_k, :]
+            logits = (q @ k_block.transpose(-1, -2)) * scale
+            if is_causal:
+                key_index = torch.arange(k_start, k_start + k_block.shape[-2], device=q.device)[None, :]
+                logits = logits.masked_fill(key_index > query_index, -math.inf)
+            running_max = torch.maximum(running_max, logits.amax(dim=-1, keepdim=True))
+            probabilities = torch.exp(logits - running_max)
+            running_sum = running_sum + probabilities.sum(dim=-1, keepdim=True)  # bug: no correction
+            accumulator = accumulator + probabilities @ v_block
+        return accumulator / running_sum
+
+
+#: Each mutant and the property ids (glob patterns) expected to reject it.
+REJECTED_BY: dict[type[TorchBackend], tuple[str, ...]] = {
+    DetachedCellStateLSTM: ("lstm.*gradient*", "lstm.*cell_state*"),
+    CausalMaskOffByOne: ("masking.causal*", "attention.*causal*"),
+    UnscaledAttention: ("attention.*",),
+    InvertedMaskPolarity: ("masking.*",),
+    LSTMGatesInOnnxOrder: ("lstm.*",),
+    GRUUpdateGateSwapped: ("gru.*",),
+    SoftmaxWithoutMaxShift: ("attention.softmax.*", "softmax.*"),
+    TiledAttentionWithoutRescale: ("efficient.tiled*", "attention.tiled*", "tiled*"),
+}
