@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+
 from nnspec.backends.base import Backend, Unavailable
 from nnspec.errors import BackendError
 

@@ -89,7 +89,7 @@ def workload(shapes: int, calls: int) -> dict[str, float]:
 def compile_share(shapes: int, calls: int) -> None:
     print(f"\n2. compile share: {shapes} distinct shapes x {len(PRIMITIVES)} primitives x {calls} calls each")
     for count in sorted({1, max(1, shapes // 4), shapes}):
-        result = workload(count, calls) if count == shapes else workload_in_subprocess(count, calls, "off")
+        result = workload_in_subprocess(count, calls, "off")
         print(f"   {count:>3} shapes: wall {result['wall_seconds']:6.2f} s, compiling {result['compile_seconds']:6.2f} s "
               f"({100 * result['compile_seconds'] / result['wall_seconds']:4.1f} %), "
               f"{int(result['compilations'])} executables; of it trace {result['trace_seconds']:.2f} s, "

@@ -230,11 +230,33 @@ class RunPlan:
     catalogue: Catalogue
     targets: list[tuple[str, BackendTarget]]  # (selector the user gave, target)
     properties: list[Property] = field(default_factory=list)
+    spec_paths: list[str] | None = None  # where the catalogue came from, for worker processes
 
     def pairs(self) -> list[tuple[Property, str, BackendTarget]]:
         chosen = self.properties or self.catalogue.properties
         return [(prop, selector, target) for prop in sorted(chosen, key=lambda p: p.id)
                 for selector, target in sorted(self.targets, key=lambda t: t[1].target)]
+
+
+# -- worker processes: each loads the catalogue and its backends once ---------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _worker_start(spec_paths: list[str] | None, options: RunOptions) -> None:
+    from nnspec.spec_loader import load_catalogue
+
+    _worker.update(catalogue=load_catalogue(spec_paths), options=options, backends={}, known={})
+
+
+def _worker_run(property_id: str, selector: str, target: BackendTarget) -> dict[str, Any]:
+    backends, known = _worker["backends"], _worker["known"]
+    if target.target not in backends:
+        backends[target.target] = target.instantiate()
+        known[target.target] = divergences.for_backend(backends[target.target].name)
+    prop = _worker["catalogue"].property(property_id)
+    record = run_property(prop, backends[target.target], _worker["options"], selector, known[target.target])
+    return record.to_json()
 
 
 def run(
@@ -243,8 +265,13 @@ def run(
     jsonl: Path | None = None,
     progress: Callable[[Record, int, int], None] | None = None,
     argv: list[str] | None = None,
+    workers: int = 1,
 ) -> RunDocument:
-    """Run every (property, target) pair, appending each record to ``jsonl`` as it finishes."""
+    """Run every (property, target) pair, appending each record to ``jsonl`` as it finishes.
+
+    With ``workers > 1`` the pairs run in that many processes; records still reach ``jsonl`` as
+    each finishes, and the document lists them in the deterministic plan order.
+    """
     instances: dict[str, Backend] = {}
     known: dict[str, list[divergences.Divergence]] = {}
     for _, target in plan.targets:
@@ -263,18 +290,66 @@ def run(
     if jsonl is not None:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         jsonl.write_text("")
-    for index, (prop, selector, target) in enumerate(pairs, start=1):
-        if target.target in instances:
-            record = run_property(prop, instances[target.target], options, selector, known[target.target])
-        else:
-            record = Record(property=prop.id, backend=target.target, status="skip", level=prop.level,
-                            topic=prop.topic, seed=options.seed, message=f"backend unavailable: {target.reason}")
-        document.results.append(record)
+    done: dict[int, Record] = {}
+
+    def finish(index: int, record: Record) -> None:
+        done[index] = record
         if jsonl is not None:
             append_jsonl(jsonl, record)
         if progress is not None:
-            progress(record, index, len(pairs))
+            progress(record, len(done), len(pairs))
+
+    pending = []
+    for index, (prop, selector, target) in enumerate(pairs):
+        if target.target not in instances:
+            finish(index, Record(property=prop.id, backend=target.target, status="skip", level=prop.level,
+                                 topic=prop.topic, seed=options.seed,
+                                 message=f"backend unavailable: {target.reason}"))
+        elif workers <= 1:
+            finish(index, run_property(prop, instances[target.target], options, selector, known[target.target]))
+        else:
+            pending.append((index, prop, selector, target))
+    if pending:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
+                                 initargs=(plan.spec_paths, options)) as pool:
+            futures = {pool.submit(_worker_run, prop.id, selector, target): (index, prop, target)
+                       for index, prop, selector, target in pending}
+            for future in as_completed(futures):
+                index, prop, target = futures[future]
+                try:
+                    record = Record.from_json(future.result())
+                except Exception as error:  # a worker that died takes only its own record with it
+                    record = Record(property=prop.id, backend=target.target, status="error", level=prop.level,
+                                    topic=prop.topic, seed=options.seed,
+                                    message=f"the worker process failed: {type(error).__name__}: {error}")
+                finish(index, record)
+    document.results = [done[index] for index in sorted(done)]
     return document
+
+
+def describe_failure(record: Record, statement: str) -> str:
+    """A failure as a person reads it: the statement, the worst error, the minimal example, the repro."""
+    import json
+    import textwrap
+
+    lines = [f"--- {record.status.upper()}: {record.property} [{record.backend}] ({record.level})",
+             textwrap.fill(statement, width=100, initial_indent="    ", subsequent_indent="    "),
+             f"    {record.message}"]
+    if record.worst_error is not None and record.tolerance is not None:
+        lines.append(f"    worst error {record.worst_error:.4g} against tolerance {record.tolerance:.4g}")
+    example = record.counterexample
+    if example:
+        lines.append(f"    minimal example: dtype={example.get('dtype')} draws={example.get('draws')}")
+        for name, shape in example.get("shapes", {}).items():
+            values = example.get("arrays", {}).get(name)
+            shown = json.dumps(values) if values is not None else ""
+            lines.append(f"      {name} {tuple(shape)}: {shown if len(shown) <= 160 else shown[:157] + '...'}")
+    lines.append(f"    reproduce: {record.reproduce}")
+    return "\n".join(lines)
 
 
 def failed_must(document: RunDocument) -> list[Record]:

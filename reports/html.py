@@ -300,6 +300,13 @@ def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def format_shape(shape: Any) -> str:
+    """``[2, 1, 3]`` as ``(2, 1, 3)``; anything else as plain text."""
+    if isinstance(shape, (list, tuple)) and all(isinstance(size, int) for size in shape):
+        return "(" + ", ".join(str(size) for size in shape) + ("," if len(shape) == 1 else "") + ")"
+    return format_environment_value(shape)
+
+
 def format_array(values: Any) -> str:
     """A counterexample array printed the way NumPy prints it (small arrays in full)."""
     import numpy
@@ -539,6 +546,7 @@ def _environment() -> jinja2.Environment:
     environment.filters["number"] = format_number
     environment.filters["first_line"] = first_line
     environment.filters["array"] = format_array
+    environment.filters["shape"] = format_shape
     environment.filters["inputs"] = format_inputs
     environment.filters["tolerance"] = format_tolerance
     environment.filters["sources"] = format_sources
@@ -550,7 +558,13 @@ def _environment() -> jinja2.Environment:
 def render_report(document: RunDocument, title: str = "nnspec compliance report") -> str:
     """Render the whole compliance report as one self-contained HTML page."""
     view = build_view(document, title)
-    return _environment().get_template("report.html.j2").render(view=view)
+    environment = _environment()
+    # Each property's details are rendered here (escaped like the rest of the page) but shipped as
+    # one JSON map that the page inserts on demand: thousands of closed panels parsed up front
+    # would double the time the page takes to open.
+    macros = environment.get_template("macros.html.j2").module
+    details = {row.id: str(macros.property_body(row)) for row in view.rows}  # type: ignore[attr-defined]
+    return environment.get_template("report.html.j2").render(view=view, details=details)
 
 
 def write_report(document: RunDocument, path: str | Path, title: str = "nnspec compliance report") -> Path:

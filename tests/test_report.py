@@ -13,7 +13,7 @@ from nnspec.reports.html import build_view, format_ratio, render_report, write_r
 from nnspec.reports.results import RunDocument, load, merge
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-from report_factory import document, matrix_from_html, prop, record, sample_document
+from report_factory import details_from_html, document, matrix_from_html, prop, record, sample_document
 
 
 def test_matrix_cells_match_the_records():
@@ -135,9 +135,13 @@ def test_strings_from_specs_and_backends_are_escaped():
                  "explanation": payload, "code": payload}],
     )
     page = render_report(run)
-    assert page.count("<script") == 1  # only the report's own script
+    # Only the report's own two scripts: its JavaScript and the JSON map of property details.
+    assert re.findall(r"<script[^>]*>", page) == ['<script type="application/json" id="property-details">', "<script>"]
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
     assert "pwned=1</script>" not in page
+    panel = details_from_html(page)["softmax.evil"]
+    assert "<script" not in panel
+    assert panel.count("&lt;script&gt;window.pwned=1&lt;/script&gt;") >= 4  # statement, formula, message, ...
     for attribute in re.findall(r'data-text="([^"]*)"', page):
         assert "<" not in attribute
 
@@ -146,15 +150,13 @@ def test_the_report_is_self_contained():
     page = render_report(sample_document())
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<link" not in page
-    assert page.count("<svg") >= 1 + 3  # the grid and one histogram per backend
+    assert page.count("<svg") == 1 + 3  # the grid and one histogram per backend
 
 
 def test_a_failure_shows_its_counterexample_and_reproduce_command():
     run = sample_document()
     failing = next(item for item in run.results if item.status == "fail")
-    page = render_report(run)
-    details = page[page.index(f'id="p-{failing.property}"') :]
-    details = details[: details.index("</details>")]
+    details = details_from_html(render_report(run))[failing.property]
     assert failing.reproduce in details
     assert 'class="copy"' in details
     assert failing.counterexample is not None
@@ -258,3 +260,18 @@ def test_environment_in_the_runners_shape_shows_versions_and_the_gpu():
     assert "gpu: NVIDIA H100 80GB HBM3" in rows["Backend torch:cuda"]
     assert rows["hostname"] == "runner-3"
     assert rows["Seed"] == "7"
+
+
+def test_every_property_has_a_detail_panel_with_its_metadata():
+    run = sample_document()
+    details = details_from_html(render_report(run))
+    assert set(details) == set(run.properties)
+    for property_id, meta in run.properties.items():
+        panel = details[property_id]
+        assert meta["statement"] in panel
+        assert meta["formula"] in panel
+        assert meta["source"][0]["question"].replace("&", "&amp;") in panel
+        for dependency in meta.get("depends_on", []):
+            assert f'href="#p-{dependency}"' in panel
+        backends = {item.backend for item in run.results}
+        assert {f'data-backend="{backend}"' for backend in backends} <= set(re.findall(r'data-backend="[^"]*"', panel))

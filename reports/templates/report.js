@@ -3,6 +3,7 @@
   // Filters read and write the address bar (#backend=torch:cpu&status=fail&topic=masking), so a link
   // can point at one slice of the report. Every filterable element is parsed once; filtering only
   // flips `hidden` on elements whose visibility changes, and hides backend columns with one CSS rule.
+  var STATE_LABELS = { pass: "pass", fail: "fail", error: "error", xfail: "xfail", xpass: "xpass", skip: "n/a", notrun: "not run" };
   var STATUS_ALIASES = { "n/a": "skip", "na": "skip", "not-run": "notrun", "not_run": "notrun", "notrun": "notrun" };
   var bar = document.getElementById("filters");
   var backendBoxes = Array.prototype.slice.call(bar.querySelectorAll("input[name=backend]"));
@@ -28,7 +29,10 @@
       text: element.getAttribute("data-text") || "",
       tokens: tokens,
       matrixRow: element.tagName === "TR",
-      visible: true
+      block: element.closest(".mblock"),
+      visible: true,
+      open: false,
+      detail: null
     };
   }
   var items = Array.prototype.map.call(document.querySelectorAll("[data-st]"), parse);
@@ -74,13 +78,23 @@
           if ((!backendSet || backendSet[token[0]]) && (!statusSet || statusSet[token[1]])) { visible = true; break; }
         }
       }
-      if (visible !== item.visible) { item.element.hidden = !visible; item.visible = visible; }
+      if (visible !== item.visible) {
+        item.element.hidden = !visible;
+        item.visible = visible;
+        if (item.detail) { item.detail.hidden = !(visible && item.open); }
+      }
       if (visible && item.matrixRow) {
         visibleRows++;
         visibleByTopic[item.topic] = true;
       }
     }
     topicHeads.forEach(function (head) { head.hidden = !visibleByTopic[head.getAttribute("data-topic-head")]; });
+    // A block whose rows are all filtered out is hidden whole, so no empty tables take up room.
+    var blockShown = new Map();
+    for (var k = 0; k < items.length; k++) {
+      if (items[k].block) { blockShown.set(items[k].block, blockShown.get(items[k].block) || items[k].visible); }
+    }
+    blockShown.forEach(function (visible, block) { if (block.hidden === visible) { block.hidden = !visible; } });
     shown.textContent = visibleRows + " of " + matrixTotal + " properties";
   }
 
@@ -153,28 +167,67 @@
     if (isFilterHash(location.hash)) { readAddress(); }
   });
 
-  // Open a property's details and bring it into view without losing the filter in the address bar.
+  // A property's details live in one JSON map (rendered and escaped by the server); a row's panel is
+  // built the first time it is opened, as a table row right under the property's matrix row.
+  var detailsData = null;
+  function detailsHtml(id) {
+    if (!detailsData) { detailsData = JSON.parse(document.getElementById("property-details").textContent); }
+    return detailsData[id] || "";
+  }
+  var rowItems = {};
+  var rowIds = [];
+  items.forEach(function (item) {
+    if (item.matrixRow) {
+      var id = item.element.getAttribute("data-p");
+      rowItems[id] = item;
+      rowIds.push(id);
+    }
+  });
+  function setOpen(item, open) {
+    if (open && !item.detail) {
+      var row = item.element;
+      var detail = document.createElement("tr");
+      detail.className = "detail";
+      var cell = document.createElement("td");
+      cell.colSpan = row.cells.length;
+      cell.innerHTML = detailsHtml(row.getAttribute("data-p"));
+      detail.appendChild(cell);
+      row.parentNode.insertBefore(detail, row.nextSibling);
+      item.detail = detail;
+    }
+    item.open = open;
+    item.element.classList.toggle("open", open);
+    if (item.detail) { item.detail.hidden = !(open && item.visible); }
+  }
   function openProperty(id) {
-    var details = document.getElementById("p-" + id);
-    if (!details) { return false; }
-    details.hidden = false;
-    details.open = true;
-    details.scrollIntoView({ block: "start" });
+    var item = rowItems[id];
+    if (!item) { return false; }
+    if (!item.visible) {  // reached from a link while filtered out: show it anyway
+      item.visible = true;
+      item.element.hidden = false;
+      var head = document.querySelector('tr[data-topic-head="' + CSS.escape(item.topic) + '"]');
+      if (head) { head.hidden = false; }
+      if (item.block) { item.block.hidden = false; }
+    }
+    setOpen(item, true);
+    item.element.scrollIntoView({ block: "start" });
     return true;
   }
-  var rowIds = Array.prototype.map.call(document.querySelectorAll("#matrix-table tr.row"), function (row) {
-    return row.getAttribute("data-p");
-  });
   document.addEventListener("click", function (event) {
     var target = event.target;
     if (!(target instanceof Element)) { return; }
+    var row = target.closest("tr.row");
+    if (row && !target.closest("button")) {
+      var item = rowItems[row.getAttribute("data-p")];
+      setOpen(item, !item.open);
+      event.preventDefault();
+      return;
+    }
     var link = target.closest("a.plink");
     if (link && openProperty(decodeURIComponent(link.getAttribute("href").slice(3)))) {
       event.preventDefault();
       return;
     }
-    var cell = target.closest("td.c");
-    if (cell) { openProperty(cell.parentNode.getAttribute("data-p")); return; }
     var square = target.closest("rect[data-r]");
     if (square) { openProperty(rowIds[Number(square.getAttribute("data-r"))]); return; }
     if (target.classList.contains("copy")) {
@@ -196,11 +249,28 @@
       }
     }
   });
+  // The grid's squares get their tooltip when first hovered, rather than thousands of <title>s up front.
+  var grid = document.getElementById("grid");
+  if (grid) {
+    grid.addEventListener("mouseover", function (event) {
+      var square = event.target;
+      if (!(square instanceof Element) || !square.hasAttribute("data-r") || square.firstChild) { return; }
+      var title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      var state = square.getAttribute("class").replace(/^g g-/, "");
+      title.textContent = rowIds[Number(square.getAttribute("data-r"))] + " · " +
+        square.parentNode.getAttribute("data-backend") + ": " + (STATE_LABELS[state] || state);
+      square.appendChild(title);
+    });
+  }
   document.getElementById("expand").addEventListener("click", function () {
-    items.forEach(function (item) { if (!item.matrixRow && item.visible && item.element.tagName === "DETAILS") { item.element.open = true; } });
+    items.forEach(function (item) {
+      if (item.matrixRow && item.visible && item.tokens.some(function (token) { return token[1] === "fail" || token[1] === "error"; })) {
+        setOpen(item, true);
+      }
+    });
   });
   document.getElementById("collapse").addEventListener("click", function () {
-    items.forEach(function (item) { if (item.element.tagName === "DETAILS") { item.element.open = false; } });
+    items.forEach(function (item) { if (item.open) { setOpen(item, false); } });
   });
 
   function measureBar() { document.documentElement.style.setProperty("--filters-height", bar.offsetHeight + "px"); }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+
 from nnspec.backends.numpy import NumpyBackend
 
 

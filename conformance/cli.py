@@ -1,0 +1,259 @@
+"""The ``nnspec`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from nnspec.errors import NnspecError
+
+STATUS_MARK = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "xfail": "xfail", "xpass": "XPASS"}
+
+
+def _add_spec_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", action="append", metavar="PATH",
+                        help="spec file or folder (repeatable; default: the specs shipped with nnspec)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from nnspec.runner import PROFILES
+
+    parser = argparse.ArgumentParser(prog="nnspec", description="Property-based conformance checks for "
+                                     "attention, masking, softmax, normalisation and recurrent cells.")
+    parser.add_argument("--version", action="version", version=f"nnspec {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="check properties against backends")
+    run.add_argument("--backend", "-b", action="append", metavar="NAME",
+                     help="backend name (numpy, torch, torch:cuda, jax, ...) or 'package.module:Class'; "
+                          "repeatable; default: every backend found")
+    run.add_argument("--property", "-p", action="append", metavar="PATTERN",
+                     help="property id or glob, e.g. 'attention.*' (repeatable)")
+    run.add_argument("--topic", action="append", help="only these topics (repeatable)")
+    run.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                     help="how many examples per property (default: default; 'ci' is derandomised)")
+    run.add_argument("--seed", type=int, default=0, help="run seed; with the profile it fixes every draw (default 0)")
+    run.add_argument("--max-examples", type=int, help="override the profile's examples per property")
+    run.add_argument("--json", default="reports/latest.json", metavar="PATH",
+                     help="results document (default reports/latest.json); records also stream to PATH.jsonl")
+    run.add_argument("--html", metavar="PATH", help="also write the HTML compliance report")
+    run.add_argument("--junitxml", metavar="PATH", help="also write JUnit XML")
+    run.add_argument("--workers", "-j", type=int, default=1, help="parallel worker processes (default 1)")
+    run.add_argument("--timeout", type=float, default=300.0,
+                     help="seconds one property may take on one backend before it is an error (default 300)")
+    run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
+    _add_spec_option(run)
+
+    listing = commands.add_parser("list", help="list the properties")
+    listing.add_argument("--topic", action="append")
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    _add_spec_option(listing)
+
+    lint = commands.add_parser("lint", help="validate spec files against the schema")
+    lint.add_argument("paths", nargs="*", help="spec files or folders (default: the shipped specs)")
+
+    commands.add_parser("backends", help="list the backends found, their targets, and why any is unavailable")
+
+    report = commands.add_parser("report", help="merge result JSON files into one HTML report")
+    report.add_argument("inputs", nargs="+", help="results .json (or .jsonl) files")
+    report.add_argument("-o", "--output", default="reports/compliance.html")
+    report.add_argument("--json", metavar="PATH", help="also write the merged results document")
+
+    diff = commands.add_parser("diff", help="what changed between two runs")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.add_argument("--html", metavar="PATH", help="also render the difference as HTML")
+
+    claims = commands.add_parser("claims", help="check the documents' own numeric and mathematical claims")
+    claims.add_argument("--verdict", choices=["holds", "imprecise", "refuted"], action="append")
+    claims.add_argument("--format", choices=["table", "json"], default="table")
+    _add_spec_option(claims)
+
+    coverage = commands.add_parser("coverage", help="which document questions the properties cover")
+    coverage.add_argument("--format", choices=["table", "json"], default="table")
+    _add_spec_option(coverage)
+    return parser
+
+
+def _version() -> str:
+    from nnspec import __version__
+
+    return __version__
+
+
+def _select(catalogue: Any, patterns: list[str] | None, topics: list[str] | None) -> list[Any]:
+    chosen = catalogue.properties
+    if topics:
+        chosen = [p for p in chosen if p.topic in topics]
+    if patterns:
+        chosen = [p for p in chosen if any(fnmatch.fnmatchcase(p.id, pattern) for pattern in patterns)]
+        if not chosen:
+            raise NnspecError(f"no property matches {patterns}; see 'nnspec list'")
+    return chosen
+
+
+def _print_failure(record: Any, prop: Any) -> None:
+    from nnspec.runner import describe_failure
+
+    print("\n" + describe_failure(record, prop.statement))
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    from nnspec.backends.discovery import discover, resolve
+    from nnspec.reports.junit import write_junit
+    from nnspec.runner import RunOptions, RunPlan, failed_must, run
+    from nnspec.spec_loader import load_catalogue
+
+    catalogue = load_catalogue(args.spec)
+    chosen = _select(catalogue, args.property, args.topic)
+    if args.backend:
+        targets = [(selector, target) for selector in args.backend for target in resolve(selector)]
+    else:
+        targets = [(target.target.split(":")[0], target) for target in discover()]
+    options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples)
+    plan = RunPlan(catalogue, targets, chosen, spec_paths=args.spec)
+    json_path = Path(args.json)
+    jsonl_path = json_path.with_suffix(".jsonl")
+    available = sorted({t.target for _, t in targets if t.is_available})
+    print(f"nnspec {_version()}: {len(chosen)} properties x {len(targets)} targets "
+          f"({', '.join(available) or 'none available'}), profile {args.profile}, seed {args.seed}")
+    for _, target in targets:
+        if not target.is_available:
+            print(f"  {target.target}: unavailable ({target.reason})")
+
+    def progress(record: Any, done: int, total: int) -> None:
+        if args.quiet and record.status not in ("fail", "error", "xpass"):
+            return
+        ratio = f" worst {record.ratio:.2g} of tolerance" if record.ratio is not None else ""
+        print(f"[{done:>{len(str(total))}}/{total}] {STATUS_MARK[record.status]:<5} {record.property} "
+              f"[{record.backend}] {record.time_s:.2f}s{ratio}", flush=True)
+
+    try:
+        document = run(plan, options, jsonl=jsonl_path, progress=progress, workers=args.workers,
+                       argv=["nnspec", *sys.argv[1:]])
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every finished result is in {jsonl_path}", file=sys.stderr)
+        return 130
+    document.write(json_path)
+    if args.html:
+        from nnspec.reports.html import write_report
+
+        write_report(document, args.html)
+    if args.junitxml:
+        write_junit(document, args.junitxml)
+    for record in document.results:
+        if record.status in ("fail", "error"):
+            _print_failure(record, catalogue.property(record.property))
+    counts = document.counts()
+    print("\n" + ", ".join(f"{counts[s]} {s}" for s in ("pass", "fail", "error", "skip", "xfail", "xpass")),
+          f"in {sum(r.time_s for r in document.results):.1f} s of checking")
+    print(f"results: {json_path}" + (f"; report: {args.html}" if args.html else ""))
+    broken = failed_must(document)
+    if broken:
+        print(f"{len(broken)} MUST propert{'y' if len(broken) == 1 else 'ies'} failed or errored", file=sys.stderr)
+    return 1 if broken else 0
+
+
+def _command_list(args: argparse.Namespace) -> int:
+    from nnspec.spec_loader import load_catalogue
+
+    catalogue = load_catalogue(args.spec)
+    chosen = _select(catalogue, None, args.topic)
+    if args.format == "json":
+        print(json.dumps([p.metadata() for p in chosen], indent=1))
+        return 0
+    width = max((len(p.id) for p in chosen), default=10)
+    for prop in chosen:
+        source = prop.source[0]
+        print(f"{prop.id:<{width}}  {prop.level:<6}  {prop.title}")
+        print(f"{'':<{width}}          from: {source.document} / {source.question}"
+              + (f" (+{len(prop.source) - 1} more)" if len(prop.source) > 1 else ""))
+    print(f"\n{len(chosen)} properties in {len({p.topic for p in chosen})} topics")
+    return 0
+
+
+def _command_lint(args: argparse.Namespace) -> int:
+    from nnspec.spec_loader import load_catalogue
+
+    catalogue = load_catalogue(args.paths or None)
+    print(f"ok: {len(catalogue.properties)} properties and {len(catalogue.claims)} claims "
+          f"in {len(catalogue.topics)} topics")
+    return 0
+
+
+def _command_backends(args: argparse.Namespace) -> int:
+    from nnspec.backends.base import PRIMITIVES
+    from nnspec.backends.discovery import discover
+
+    for target in discover():
+        if not target.is_available:
+            print(f"{target.target:<24} unavailable: {target.reason}")
+            continue
+        backend = target.instantiate()
+        have = [name for name in PRIMITIVES if backend.supports(name)]
+        missing = [name for name in PRIMITIVES if not backend.supports(name)]
+        print(f"{target.target:<24} available; dtypes {', '.join(backend.dtypes)}")
+        print(f"{'':<24} primitives: {', '.join(have)}")
+        if missing:
+            print(f"{'':<24} missing (their properties are not applicable): {', '.join(missing)}")
+    return 0
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    from nnspec.reports.html import write_report
+    from nnspec.reports.results import load, merge
+
+    document = merge([load(path) for path in args.inputs])
+    write_report(document, args.output)
+    if args.json:
+        document.write(args.json)
+    print(f"{len(document.results)} results from {len(args.inputs)} file(s): {args.output}")
+    return 0
+
+
+def _command_diff(args: argparse.Namespace) -> int:
+    from nnspec.reports.diff import diff, render_diff_html
+    from nnspec.reports.results import load
+
+    changes = diff(load(args.old), load(args.new))
+    print(changes.to_text())
+    if args.html:
+        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.html).write_text(render_diff_html(changes), encoding="utf-8")
+    return 0
+
+
+def _command_claims(args: argparse.Namespace) -> int:
+    from nnspec.claims import main as claims_main
+
+    return claims_main(args)
+
+
+def _command_coverage(args: argparse.Namespace) -> int:
+    from nnspec.coverage import main as coverage_main
+
+    return coverage_main(args)
+
+
+COMMANDS = {
+    "run": _command_run, "list": _command_list, "lint": _command_lint, "backends": _command_backends,
+    "report": _command_report, "diff": _command_diff, "claims": _command_claims, "coverage": _command_coverage,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except NnspecError as error:
+        print(f"nnspec {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The pytest plugin: spec files become test items named ``<property id>[<backend target>]``.
+
+Registered through the ``pytest11`` entry point, so ``pytest spec/ --backend torch`` works once
+nnspec is installed. Loading the plugin imports neither torch nor jax.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nnspec.errors import NnspecError
+
+HEADER = "nnspec:"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nnspec", "nnspec conformance checks")
+    group.addoption("--backend", action="append", dest="nnspec_backends", metavar="NAME",
+                    help="backend to check spec files against (repeatable; default numpy)")
+    group.addoption("--nnspec-profile", default="default", help="nnspec profile: quick, default, thorough, ci")
+    group.addoption("--nnspec-seed", type=int, default=0, help="nnspec run seed (default 0)")
+    group.addoption("--nnspec-json", metavar="PATH", help="write the nnspec results document here")
+
+
+def _is_spec(path: Path) -> bool:
+    if path.suffix not in (".yaml", ".yml"):
+        return False
+    try:
+        with path.open(encoding="utf-8") as stream:
+            for line in stream:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return line.startswith(HEADER)
+    except OSError:
+        return False
+    return False
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _is_spec(file_path):
+        return SpecFile.from_parent(parent, path=file_path)
+    return None
+
+
+class _Session:
+    """Per-session state: the backend targets, their instances, the records, the options."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from nnspec.backends.discovery import resolve
+        from nnspec.runner import RunOptions
+
+        selectors = config.getoption("nnspec_backends") or ["numpy"]
+        self.targets = [(selector, target) for selector in selectors for target in resolve(selector)]
+        self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"))
+        self.instances: dict[str, Any] = {}
+        self.known: dict[str, Any] = {}
+        self.records: list[Any] = []
+        self.properties: dict[str, Any] = {}
+
+    def backend(self, target: Any) -> Any:
+        from nnspec import divergences
+
+        if target.target not in self.instances:
+            self.instances[target.target] = target.instantiate()
+            self.known[target.target] = divergences.for_backend(self.instances[target.target].name)
+        return self.instances[target.target]
+
+
+def _session(config: pytest.Config) -> _Session:
+    state = config.stash.get(_SESSION_KEY, None)
+    if state is None:
+        state = _Session(config)
+        config.stash[_SESSION_KEY] = state
+    return state
+
+
+_SESSION_KEY = pytest.StashKey[_Session]()
+
+
+class SpecFile(pytest.File):
+    def collect(self) -> Any:
+        from nnspec.registry import checker_names
+        from nnspec.spec_loader import load_file
+
+        try:
+            _, _, properties, _ = load_file(self.path)
+            state = _session(self.config)
+        except NnspecError as error:
+            raise self.CollectError(str(error)) from None
+        known = checker_names()
+        for prop in sorted(properties, key=lambda p: p.id):
+            if prop.check not in known:
+                raise self.CollectError(f"{prop.path}: property {prop.id!r}: unknown checker {prop.check!r}")
+            state.properties[prop.id] = prop.metadata()
+            for selector, target in sorted(state.targets, key=lambda t: t[1].target):
+                yield PropertyItem.from_parent(self, name=f"{prop.id}[{target.target}]", prop=prop,
+                                               selector=selector, target=target)
+
+    class CollectError(Exception):
+        pass
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+        if excinfo.errisinstance(self.CollectError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class PropertyFailed(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class PropertyItem(pytest.Item):
+    def __init__(self, *, prop: Any, selector: str, target: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prop, self.selector, self.target = prop, selector, target
+        self.add_marker(pytest.mark.nnspec)
+
+    def runtest(self) -> None:
+        from nnspec.reports.results import Record
+        from nnspec.runner import describe_failure, run_property
+
+        state = _session(self.config)
+        if not self.target.is_available:
+            record = Record(property=self.prop.id, backend=self.target.target, status="skip",
+                            level=self.prop.level, topic=self.prop.topic,
+                            message=f"backend unavailable: {self.target.reason}")
+        else:
+            backend = state.backend(self.target)
+            record = run_property(self.prop, backend, state.options, self.selector, state.known[self.target.target])
+        state.records.append(record)
+        if record.status in ("fail", "error"):
+            raise PropertyFailed(describe_failure(record, self.prop.statement))
+        if record.status == "skip":
+            pytest.skip(record.message)
+        if record.status == "xfail":
+            pytest.xfail(record.message)
+        if record.status == "xpass":
+            self.add_report_section("call", "nnspec", record.message)
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
+        if excinfo.errisinstance(PropertyFailed):
+            return excinfo.value.text
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, (self.prop.line or 1) - 1, self.name
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "nnspec: an nnspec property checked on one backend target")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("nnspec_json", None)
+    state = session.config.stash.get(_SESSION_KEY, None)
+    if not path or state is None:
+        return
+    from nnspec.reports.results import RunDocument
+    from nnspec.runner import environment
+
+    document = RunDocument(environment=environment(state.options, list(state.instances.values())),
+                           properties=state.properties, results=state.records)
+    document.write(path)

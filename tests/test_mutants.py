@@ -1,0 +1,68 @@
+"""Teeth: every property rejects some mutant, and every mutant is rejected where we expect.
+
+A property that no broken backend fails proves nothing; a mutant that no property fails shows a
+hole in the catalogue. Every module in ``tests/mutants/`` declares ``REJECTED_BY`` (mutant ->
+property ids or globs that must reject it); a module whose ``FRAMEWORK`` is not installed is
+left out. ``benchmarks/kill_matrix.py`` prints the whole mutant x property matrix.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import pkgutil
+
+import pytest
+
+import tests.mutants
+from nnspec.runner import run_property
+from nnspec.spec_loader import Catalogue
+from tests.conftest import quick_options
+
+
+def mutant_table() -> list[tuple[str, type, tuple[str, ...]]]:
+    """(module, mutant class, patterns) for every mutant whose framework is installed."""
+    found = []
+    for info in sorted(pkgutil.iter_modules(tests.mutants.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"tests.mutants.{info.name}")
+        framework = getattr(module, "FRAMEWORK", None)
+        if framework is not None and importlib.util.find_spec(framework) is None:
+            continue
+        found.extend((info.name, cls, tuple(patterns)) for cls, patterns in module.REJECTED_BY.items())
+    return found
+
+
+MUTANTS = mutant_table()
+
+
+def expected_properties(patterns: tuple[str, ...], catalogue: Catalogue) -> list[str]:
+    return [prop.id for prop in catalogue.properties if any(fnmatch.fnmatchcase(prop.id, p) for p in patterns)]
+
+
+@pytest.mark.parametrize(("module", "mutant", "patterns"), MUTANTS,
+                         ids=[f"{module}.{mutant.__name__}" for module, mutant, _ in MUTANTS])
+def test_mutant_is_rejected_by_the_expected_properties(module: str, mutant: type, patterns: tuple[str, ...],
+                                                       catalogue: Catalogue) -> None:
+    for pattern in patterns:
+        assert expected_properties((pattern,), catalogue), f"{mutant.__name__}: {pattern!r} matches no property"
+    backend = mutant()
+    options = quick_options()
+    passed = []
+    for property_id in expected_properties(patterns, catalogue):
+        record = run_property(catalogue.property(property_id), backend, options)
+        if record.status not in ("fail", "error"):
+            passed.append(f"{property_id} ({record.status})")
+    assert not passed, f"{mutant.__name__} ({mutant.__doc__}) should be rejected by {passed}"
+
+
+def test_every_property_is_expected_to_reject_some_mutant(catalogue: Catalogue) -> None:
+    covered: set[str] = set()
+    for _, _, patterns in MUTANTS:
+        covered.update(expected_properties(patterns, catalogue))
+    toothless = sorted(prop.id for prop in catalogue.properties if prop.id not in covered)
+    assert not toothless, f"properties that no mutant is shown to fail (they prove nothing): {toothless}"
+
+
+def test_mutants_are_named_after_their_bug() -> None:
+    for _, mutant, _ in MUTANTS:
+        assert mutant.__doc__, f"{mutant.__name__} needs a docstring saying which bug it plants"
