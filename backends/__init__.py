@@ -4,7 +4,7 @@ Importing this package imports no array framework; each adapter imports its fram
 inside its constructor, so a missing framework never breaks ``import nnspec``.
 """
 
-from nnspec.backends.base import PRIMITIVES, Backend, Unavailable
+from nnspec.backends.base import PRIMITIVES, Backend, InputNotSupported, Unavailable
 from nnspec.backends.discovery import BackendTarget, discover, resolve
 
-__all__ = ["PRIMITIVES", "Backend", "BackendTarget", "Unavailable", "discover", "resolve"]
+__all__ = ["PRIMITIVES", "Backend", "InputNotSupported", "BackendTarget", "Unavailable", "discover", "resolve"]

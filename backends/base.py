@@ -37,11 +37,29 @@ PRIMITIVES: tuple[str, ...] = (
     "lstm_cell",
     "gru_cell",
     "vjp",
+    "peephole_lstm_cell",
+    "lstm_sequence",
+    "clip_grad_norm",
+    "stop_gradient",
+    "warmup_schedule",
+    "additive_attention_scores",
+    "luong_scores",
+    "beam_search",
+    "mlm_corrupt",
+    "patch_embed",
+    "gat_attention",
+    "attention_with_bias",
 )
 
 
 class Unavailable(Exception):
     """Raised by a backend's constructor when it cannot run here; the message says why."""
+
+
+class InputNotSupported(Exception):
+    """Raised by a primitive for inputs its kernel does not take (a mask given to a kernel without
+    mask support, say). The example is discarded, not failed; a property for which every drawn
+    example is discarded is *not applicable* on that target."""
 
 
 def _stub(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -244,5 +262,130 @@ class Backend:
 
         ``fn`` is built from this backend's own primitives and takes and returns its arrays;
         ``vjp_fn(cotangent)`` returns one cotangent per primal.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def peephole_lstm_cell(self, x: Any, h: Any, c: Any, params: dict[str, Any]) -> tuple[Any, Any]:
+        """One LSTM step whose gates also see the cell state (peephole connections).
+
+        ``params`` as for :meth:`lstm_cell` plus diagonal peephole weights ``p_i, p_f, p_o (N,)``.
+        The input and forget gates see the previous cell state and the output gate the new one
+        (Gers, Schraudolph & Schmidhuber, 2002): ``i = sigmoid(. + p_i * c)``,
+        ``f = sigmoid(. + p_f * c)``, ``c' = f * c + i * g``, ``o = sigmoid(. + p_o * c')``,
+        ``h' = o * tanh(c')``. With zero peephole weights this is :meth:`lstm_cell`.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def lstm_sequence(
+        self, xs: Any, h0: Any, c0: Any, params: dict[str, Any], lengths: Any = None, reverse: bool = False
+    ) -> tuple[Any, Any, Any]:
+        """A whole LSTM layer over ``xs (B, T, I)``: ``-> (outputs (B, T, N), h_n (B, N), c_n (B, N))``.
+
+        The same ``params`` (as for :meth:`lstm_cell`) are applied at every step. ``lengths (B,)``
+        (integers in ``1..T``, ``None`` for all ``T``) gives each sequence's true length: steps at
+        or past it are padding, never read; their outputs are zero and ``h_n, c_n`` are the state
+        after the last true step. ``reverse`` runs each sequence from its last true step back to
+        its first (the backward half of a bidirectional layer); outputs stay aligned with the
+        input positions.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def clip_grad_norm(self, grads: Sequence[Any], max_norm: float) -> list[Any]:
+        """Rescale a list of gradient arrays by one common factor so their global norm is at most ``max_norm``.
+
+        The global norm is ``sqrt(sum of squares over every array)``. When it exceeds ``max_norm``
+        every array is multiplied by ``max_norm / norm`` (an implementation may add a tiny
+        epsilon, as ``torch.nn.utils.clip_grad_norm_`` adds 1e-6 to the norm); otherwise the
+        arrays are returned unchanged.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def stop_gradient(self, x: Any) -> Any:
+        """``x`` unchanged in value, but a constant for :meth:`vjp`: no gradient flows through it."""
+        raise NotImplementedError
+
+    @_stub
+    def warmup_schedule(self, steps: Any, d_model: int, warmup: int) -> Any:
+        """The Transformer learning-rate schedule at integer ``steps (K,)`` (each >= 1): ``(K,)`` floats.
+
+        ``lr(step) = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)``.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def additive_attention_scores(self, query: Any, keys: Any, params: dict[str, Any]) -> Any:
+        """Bahdanau scores ``e_i = v^T tanh(W_q s + W_k h_i)``: ``query (B, Dq)``, ``keys (B, S, Dk) -> (B, S)``.
+
+        ``params``: ``w_query (A, Dq)``, ``w_key (A, Dk)``, ``v (A,)``.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def luong_scores(self, query: Any, keys: Any, weight: Any = None) -> Any:
+        """Luong scores ``query (B, Dq)``, ``keys (B, S, Dk) -> (B, S)``.
+
+        ``weight=None`` gives the dot score ``s . h_i`` (``Dq == Dk``); a ``weight (Dq, Dk)`` gives
+        the general score ``s^T W h_i``.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def beam_search(self, initial: Any, transitions: Any, beam_width: int) -> tuple[Any, Any]:
+        """Beam search over a first-order model given as log-probability tables.
+
+        ``initial (V,)`` scores the first token, ``transitions (T-1, V, V)`` the token at step
+        ``t + 1`` given the token at step ``t`` (``transitions[t, previous, next]``). A sequence's
+        score is the sum of its log-probabilities. At each step every kept prefix is extended by
+        every token and the ``beam_width`` best extensions are kept. Returns
+        ``tokens (K, T)`` (integers) and ``scores (K,)``, best first, ``K = min(beam_width, V^T)``.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def mlm_corrupt(self, tokens: Any, vocab_size: int, mask_id: int, seed: int) -> tuple[Any, Any]:
+        """BERT's masked-LM corruption of integer ``tokens (B, L)``: ``-> (corrupted (B, L), selected (B, L))``.
+
+        Each position is selected independently with probability 0.15. A selected token becomes
+        ``mask_id`` with probability 0.8, a token drawn uniformly from ``0 .. vocab_size - 1`` with
+        probability 0.1, and stays as it is with probability 0.1. Unselected tokens are unchanged.
+        ``selected`` is boolean; ``seed`` fixes the draw.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def patch_embed(self, images: Any, weight: Any, bias: Any) -> Any:
+        """ViT patch embedding: ``images (B, C, H, W)``, ``weight (E, C, P, P)``, ``bias (E,) -> (B, N, E)``.
+
+        The image is cut into non-overlapping ``P x P`` patches (``H`` and ``W`` multiples of
+        ``P``), numbered row by row; each is flattened and projected: a convolution with kernel
+        and stride ``P``. ``N = (H / P) * (W / P)``.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def gat_attention(self, h: Any, adjacency: Any, w: Any, a: Any, negative_slope: float = 0.2) -> Any:
+        """Graph-attention coefficients of one GAT head: ``h (N, F)``, ``adjacency (N, N) -> (N, N)``.
+
+        ``alpha_ij = softmax_j(LeakyReLU(a^T [W h_i || W h_j]))`` over the neighbours ``j`` of
+        ``i`` (``adjacency[i, j]`` True; self-loops are the caller's to include, every row has
+        one), and exactly 0 for non-neighbours. ``w (F', F)``, ``a (2F',)``.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def attention_with_bias(self, q: Any, k: Any, v: Any, bias: Any, scale: float | None = None) -> Any:
+        """Attention with an additive float mask: ``softmax(scale * q @ k^T + bias) @ v``.
+
+        ``bias`` broadcasts to ``(B, H, L, S)``; ``0`` keeps a key and ``-inf`` removes it, so a
+        0/-inf bias is the additive form of a boolean mask (``where(mask, 0, -inf)``); finite
+        values shift logits (ALiBi, relative positions). A separate primitive rather than a float
+        ``mask`` for :meth:`attention`, whose ``mask`` stays boolean: one argument with two
+        meanings invites the polarity bug (a 0/-inf mask cast to bool reads as its inverse).
+        torch: ``scaled_dot_product_attention`` with a float ``attn_mask``; JAX:
+        ``jax.nn.dot_product_attention(..., bias=...)``.
         """
         raise NotImplementedError

@@ -92,7 +92,7 @@ def resolve(selector: str) -> list[BackendTarget]:
     head, _, device = selector.partition(":")
     if head in names:
         return _targets_of(head, names[head], device or None)
-    if "." in head:
+    if ":" in selector:
         path, _, wanted = selector.partition("@")
         return _targets_of(path, path, wanted or None)
     raise BackendError(

@@ -22,6 +22,7 @@ JAX is imported only inside the constructor and the methods: ``import nnspec`` n
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import inspect
 import math
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
 from nnspec.backends.base import Backend, Unavailable
 from nnspec.errors import BackendError
 
@@ -129,7 +131,7 @@ def _configure_jax() -> str | None:
     """
     jax = _import_jax()
     jax.config.update("jax_enable_x64", True)
-    cache_dir = jax.config.jax_compilation_cache_dir
+    cache_dir: str | None = jax.config.jax_compilation_cache_dir
     if cache_dir is None:
         cache_dir = default_cache_dir()
         if cache_dir is not None:
@@ -235,6 +237,9 @@ class JaxBackend(Backend):
 
     name: ClassVar[str] = "jax"
     dtypes: ClassVar[tuple[str, ...]] = _ALL_DTYPES
+    #: A hint to input strategies: every new input shape costs a compilation (~0.1-0.5 s here),
+    #: so draw each property's shapes from this many seed-chosen shapes per run.
+    shape_pool: ClassVar[int | None] = 4
 
     def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
         super().__init__(device=device, variant=variant)
@@ -251,7 +256,11 @@ class JaxBackend(Backend):
         return hash((type(self), self.device, self.variant))
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and (other.device, other.variant) == (self.device, self.variant)  # type: ignore[attr-defined]
+        # Equal targets of one class share jit caches (``self`` is a static argument of every primitive).
+        if type(other) is not type(self):
+            return False
+        assert isinstance(other, JaxBackend)
+        return (other.device, other.variant) == (self.device, self.variant)
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -272,7 +281,7 @@ class JaxBackend(Backend):
     def supports(self, primitive: str) -> bool:
         if self.variant is not None and primitive not in _VARIANT_PRIMITIVES:
             return False
-        return super().supports(primitive)
+        return bool(super().supports(primitive))
 
     def supports_dtype(self, dtype: str) -> bool:
         if self.variant is not None:
@@ -280,12 +289,10 @@ class JaxBackend(Backend):
         return dtype in self.dtypes
 
     def environment(self) -> dict[str, str]:
-        import jaxlib
-
         jax = self.jax
         return {
             "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__,
+            "jaxlib": importlib.metadata.version("jaxlib"),
             "jax_devices": ", ".join(str(device) for device in jax.devices(self.device)),
             "jax_enable_x64": str(bool(jax.config.jax_enable_x64)),
             "jax_compilation_cache": self.cache_dir or "off",
@@ -358,28 +365,35 @@ class JaxBackend(Backend):
         return to_jax_layout(out)
 
     def _dot_product_attention(
-        self, q: Array, k: Array, v: Array, mask: Array | None, is_causal: bool, scale: float | None
+        self, q: Array, k: Array, v: Array, mask: Array | None, is_causal: bool, scale: float | None,
+        bias: Array | None = None,
     ) -> Array:
         """``jax.nn.dot_product_attention`` on ``(B, T, H, D)`` arrays, with any value width ``Dv``.
 
-        JAX requires values of key shape (``Dv == D``). Zero columns change no logit and no
-        output, so the narrower side is padded with zeros (the scale fixed from the true ``D``
-        first) and the output sliced back to ``Dv``.
+        JAX requires values of key shape (``Dv == D``), and cuDNN a head width that is a multiple
+        of 8. Zero columns change no logit and no output, so the arrays are padded with zeros (the
+        scale fixed from the true ``D`` first) and the output sliced back to ``Dv``.
         """
         import jax.numpy as jnp
 
         dim, value_dim = q.shape[-1], v.shape[-1]
         scale = _default_scale(scale, dim)
         width = max(dim, value_dim)
+        if self.implementation == "cudnn":
+            width = -(-width // 8) * 8
 
         def pad(x: Array) -> Array:
             return jnp.pad(x, [(0, 0)] * 3 + [(0, width - x.shape[-1])])
 
+        def four_dimensional(x: Array) -> Array:  # JAX requires 4-D masks and biases
+            return x.reshape((1,) * (4 - x.ndim) + x.shape)
+
         if mask is not None:
-            mask = jnp.asarray(mask, dtype=bool)
-            mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+            mask = four_dimensional(jnp.asarray(mask, dtype=bool))
+        if bias is not None:
+            bias = four_dimensional(jnp.asarray(bias, dtype=q.dtype))
         out = self.jax.nn.dot_product_attention(
-            pad(q), pad(k), pad(v), mask=mask, is_causal=is_causal, scale=scale,
+            pad(q), pad(k), pad(v), bias=bias, mask=mask, is_causal=is_causal, scale=scale,
             implementation=self.implementation,
         )
         return out[..., :value_dim]
@@ -566,3 +580,142 @@ class JaxBackend(Backend):
 
     def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
         return self.jax.vjp(fn, *primals)  # type: ignore[no-any-return]
+
+    @jit_method()
+    def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        import jax.numpy as jnp
+
+        sigmoid = self.jax.nn.sigmoid
+        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
+        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4, axis=-1)
+        c_next = (sigmoid(forget_gate + params["p_f"] * c) * c
+                  + sigmoid(input_gate + params["p_i"] * c) * jnp.tanh(candidate))
+        h_next = sigmoid(output_gate + params["p_o"] * c_next) * jnp.tanh(c_next)
+        return h_next, c_next
+
+    @jit_method("reverse")
+    def lstm_sequence(
+        self, xs: Array, h0: Array, c0: Array, params: dict[str, Array], lengths: Array | None = None,
+        reverse: bool = False,
+    ) -> tuple[Array, Array, Array]:
+        # A jax.lax.scan over time of this backend's lstm_cell (so a subclass's cell is used).
+        import jax.numpy as jnp
+
+        batch, steps, _ = xs.shape
+        lengths = jnp.full(batch, steps) if lengths is None else jnp.asarray(lengths)
+        rows = jnp.arange(batch)
+
+        def position(step: Array) -> Array:  # where each sequence reads at this step
+            return lengths - 1 - step if reverse else jnp.full(batch, step)
+
+        def one_step(state: tuple[Array, Array], step: Array) -> tuple[tuple[Array, Array], Array]:
+            h, c = state
+            x = xs[rows, jnp.clip(position(step), 0, steps - 1)]
+            h_next, c_next = self.lstm_cell(x, h, c, params)
+            active = (step < lengths)[:, None]
+            return (jnp.where(active, h_next, h), jnp.where(active, c_next, c)), jnp.where(active, h_next, 0.0)
+
+        (h, c), per_step = self.jax.lax.scan(one_step, (h0, c0), jnp.arange(steps))
+        per_step = jnp.moveaxis(per_step, 0, 1)  # (B, T, N), indexed by step
+        if reverse:
+            # Position p was written at step lengths - 1 - p; positions at or past the length stay 0.
+            step_of = lengths[:, None] - 1 - jnp.arange(steps)[None, :]
+            gathered = jnp.take_along_axis(per_step, jnp.clip(step_of, 0, steps - 1)[..., None], axis=1)
+            per_step = jnp.where((step_of >= 0)[..., None], gathered, 0.0)
+        return per_step, h, c
+
+    @jit_method()
+    def clip_grad_norm(self, grads: Sequence[Array], max_norm: float) -> list[Array]:
+        # optax.clip_by_global_norm's rule: one factor, applied only when the norm exceeds max_norm.
+        import jax.numpy as jnp
+
+        total = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float64))) for g in grads))
+        factor = jnp.where(total > max_norm, max_norm / total, 1.0)
+        return [(g * factor).astype(g.dtype) for g in grads]
+
+    def stop_gradient(self, x: Array) -> Array:
+        return self.jax.lax.stop_gradient(x)
+
+    @jit_method()
+    def warmup_schedule(self, steps: Array, d_model: int, warmup: int) -> Array:
+        import jax.numpy as jnp
+
+        steps = jnp.asarray(steps, dtype=jnp.float64)
+        return d_model**-0.5 * jnp.minimum(steps**-0.5, steps * jnp.asarray(warmup, jnp.float64) ** -1.5)
+
+    @jit_method()
+    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
+        import jax.numpy as jnp
+
+        hidden = jnp.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
+        return hidden @ params["v"]
+
+    @jit_method()
+    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
+        import jax.numpy as jnp
+
+        if weight is not None:
+            query = query @ weight
+        return jnp.einsum("bd,bsd->bs", query, keys)
+
+    @jit_method("beam_width")
+    def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
+        import jax.numpy as jnp
+
+        vocab = initial.shape[0]
+        # Stable sorts: ties go to the earlier beam entry, then to the lower token index.
+        first = jnp.argsort(-initial, stable=True)[:beam_width]
+        sequences, scores = first[:, None], initial[first]
+        for step in range(transitions.shape[0]):  # unrolled: the beam's size changes at first
+            candidates = (scores[:, None] + transitions[step][sequences[:, -1]]).reshape(-1)
+            best = jnp.argsort(-candidates, stable=True)[:beam_width]
+            parents, tokens = jnp.divmod(best, vocab)
+            sequences = jnp.concatenate([sequences[parents], tokens[:, None]], axis=1)
+            scores = candidates[best]
+        return sequences, scores
+
+    @jit_method()
+    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
+        # jax.random with the key from `seed`: the same law as the protocol's, not NumPy's stream.
+        import jax.numpy as jnp
+
+        random = self.jax.random
+        select_key, action_key, token_key = random.split(random.key(seed), 3)
+        selected = random.uniform(select_key, tokens.shape) < 0.15
+        action = random.uniform(action_key, tokens.shape)
+        replacements = random.randint(token_key, tokens.shape, 0, vocab_size, dtype=tokens.dtype)
+        corrupted = jnp.where(selected & (action < 0.8), jnp.asarray(mask_id, tokens.dtype), tokens)
+        corrupted = jnp.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
+        return corrupted, selected
+
+    @jit_method()
+    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
+        # A strided convolution, as Flax's ViT does it: kernel and stride P, no padding.
+        patch = weight.shape[-1]
+        embedded = self.jax.lax.conv_general_dilated(
+            images, weight, window_strides=(patch, patch), padding="VALID",
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )  # (B, E, H/P, W/P)
+        batch, embed = embedded.shape[:2]
+        return embedded.reshape(batch, embed, -1).transpose(0, 2, 1) + bias
+
+    @jit_method()
+    def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
+        import jax.numpy as jnp
+
+        projected = h @ w.T
+        width = projected.shape[-1]
+        scores = (projected @ a[:width])[:, None] + (projected @ a[width:])[None, :]
+        scores = self.jax.nn.leaky_relu(scores, negative_slope)
+        allowed = jnp.asarray(adjacency, dtype=bool)
+        return self.jax.nn.softmax(jnp.where(allowed, scores, -jnp.inf), axis=-1, where=allowed)
+
+    @jit_method("scale", eager_when=_float16_on_cpu)
+    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
+        def to_jax_layout(x: Array) -> Array:  # (B, H, T, D) <-> (B, T, H, D)
+            return x.transpose(0, 2, 1, 3)
+
+        out = self._dot_product_attention(
+            to_jax_layout(q), to_jax_layout(k), to_jax_layout(v), None, False, scale, bias=bias
+        )
+        return to_jax_layout(out)

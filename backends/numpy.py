@@ -234,6 +234,99 @@ class NumpyBackend(Backend):
 
         return out, vjp_fn
 
+    def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
+        input_gate, forget_gate, candidate, output_gate = np.split(gates, 4, axis=-1)
+        c_next = (_sigmoid(forget_gate + params["p_f"] * c) * c
+                  + _sigmoid(input_gate + params["p_i"] * c) * np.tanh(candidate))
+        h_next = _sigmoid(output_gate + params["p_o"] * c_next) * np.tanh(c_next)
+        return h_next, c_next
+
+    def lstm_sequence(
+        self, xs: Array, h0: Array, c0: Array, params: dict[str, Array], lengths: Array | None = None,
+        reverse: bool = False,
+    ) -> tuple[Array, Array, Array]:
+        batch, steps, _ = xs.shape
+        lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
+        rows = np.arange(batch)
+        dtype = np.result_type(xs, h0, c0, params["w_ih"])
+        outputs = np.zeros((batch, steps, h0.shape[-1]), dtype=dtype)
+        h, c = h0, c0
+        for step in range(steps):
+            # The position each sequence reads at this step; reversed, each starts at its own last token.
+            positions = lengths - 1 - step if reverse else np.full(batch, step)
+            active = step < lengths
+            h_next, c_next = self.lstm_cell(xs[rows, np.clip(positions, 0, steps - 1)], h, c, params)
+            h = np.where(active[:, None], h_next, h)
+            c = np.where(active[:, None], c_next, c)
+            outputs[rows[active], positions[active]] = h_next[active]
+        return outputs, h, c
+
+    def clip_grad_norm(self, grads: Sequence[Array], max_norm: float) -> list[Array]:
+        total = np.sqrt(sum(np.sum(np.square(np.asarray(g, dtype=np.float64))) for g in grads))
+        if total <= max_norm:
+            return list(grads)
+        return [(g * (max_norm / total)).astype(g.dtype) for g in grads]
+
+    # stop_gradient: not expressible when gradients are finite differences of the forward pass.
+
+    def warmup_schedule(self, steps: Array, d_model: int, warmup: int) -> Array:
+        steps = np.asarray(steps, dtype=np.float64)
+        return d_model**-0.5 * np.minimum(steps**-0.5, steps * float(warmup) ** -1.5)
+
+    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
+        hidden = np.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
+        return hidden @ params["v"]
+
+    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
+        if weight is not None:
+            query = query @ weight
+        return np.einsum("bd,bsd->bs", query, keys)
+
+    def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
+        vocab = initial.shape[0]
+        # Stable sorts: ties go to the earlier beam entry, then to the lower token index.
+        first = np.argsort(-initial, kind="stable")[:beam_width]
+        sequences, scores = first[:, None], initial[first]
+        for table in transitions:
+            candidates = (scores[:, None] + table[sequences[:, -1]]).reshape(-1)
+            best = np.argsort(-candidates, kind="stable")[:beam_width]
+            parents, tokens = np.divmod(best, vocab)
+            sequences = np.concatenate([sequences[parents], tokens[:, None]], axis=1)
+            scores = candidates[best]
+        return sequences, scores
+
+    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
+        rng = np.random.default_rng(seed)
+        selected = rng.random(tokens.shape) < 0.15
+        action = rng.random(tokens.shape)
+        replacements = rng.integers(0, vocab_size, tokens.shape)
+        corrupted = np.where(selected & (action < 0.8), mask_id, tokens)
+        corrupted = np.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
+        return corrupted.astype(tokens.dtype), selected
+
+    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
+        batch, channels, height, width = images.shape
+        embed, patch = weight.shape[0], weight.shape[-1]
+        rows, cols = height // patch, width // patch
+        patches = images.reshape(batch, channels, rows, patch, cols, patch).transpose(0, 2, 4, 1, 3, 5)
+        return patches.reshape(batch, rows * cols, -1) @ weight.reshape(embed, -1).T + bias
+
+    def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
+        projected = h @ w.T
+        width = projected.shape[-1]
+        scores = (projected @ a[:width])[:, None] + (projected @ a[width:])[None, :]
+        scores = np.where(scores > 0, scores, negative_slope * scores)
+        allowed = np.asarray(adjacency, dtype=bool)
+        scores = np.where(allowed, scores, -np.inf)
+        exponentials = np.where(allowed, np.exp(scores - np.max(scores, axis=-1, keepdims=True)), 0.0)
+        return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
+
+    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
+        logits = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(scale, q.shape[-1]), dtype=q.dtype)
+        return self.softmax(logits + np.asarray(bias, dtype=q.dtype), axis=-1) @ v
+
+
 
 def _tree_dot(out: Any, cotangent: Any) -> float:
     if isinstance(out, (tuple, list)):

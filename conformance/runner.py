@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 
 from nnspec import divergences, registry
 from nnspec.backends.base import Backend
@@ -33,13 +34,15 @@ from nnspec.reports.results import Record, RunDocument, append_jsonl
 from nnspec.spec_loader import Catalogue, Property
 from nnspec.strategies import Case, CheckFailure, Worst
 
-#: Examples per property and whether draws are derandomised, per profile.
+#: Examples per property, per profile. Every profile is deterministic: each property's draws are
+#: seeded from the run seed and the property id (Hypothesis's own ``derandomize`` would drop the
+#: example database, which nnspec keeps so that a found failure replays first on the next run).
+#: ``ci`` runs more examples than ``default``; like every profile it is the same run for the same seed.
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"max_examples": 10, "derandomize": False},
-    "default": {"max_examples": 40, "derandomize": False},
-    "thorough": {"max_examples": 400, "derandomize": False},
-    # CI: the same examples on every run, and the example database kept so found failures replay.
-    "ci": {"max_examples": 40, "derandomize": True},
+    "quick": {"max_examples": 10},
+    "default": {"max_examples": 40},
+    "thorough": {"max_examples": 400},
+    "ci": {"max_examples": 60},
 }
 #: Statistical checks draw thousands of samples per example; they run fewer examples.
 STATISTICAL_EXAMPLES = {"quick": 2, "default": 5, "thorough": 20, "ci": 5}
@@ -119,7 +122,6 @@ def _settings(prop: Property, options: RunOptions, statistical: bool) -> setting
     return settings(
         max_examples=examples,
         deadline=None,
-        derandomize=profile["derandomize"],
         database=database,
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,
@@ -167,6 +169,7 @@ def run_property(
 
     example._hypothesis_internal_add_digest = f"{prop.id}[{backend.target}]".encode()  # type: ignore[attr-defined]
     test = hypothesis_seed(seed)(run_settings(given(st.data())(example)))
+    failure_measure: tuple[float, float] | None = None
     started = time.perf_counter()
     try:
         # Overflow in a value regime is judged by the checks themselves, not reported as a warning.
@@ -175,6 +178,12 @@ def run_property(
     except CheckFailure as failure:
         record.status = "fail"
         record.message = failure.message
+        if failure.error is not None and failure.tolerance is not None:
+            failure_measure = (failure.error, failure.tolerance)
+    except (Unsatisfiable, FailedHealthCheck):
+        reason = state["case"].drawn.get("refused", "") if state["case"] is not None else ""
+        record.status = "skip"
+        record.message = f"not applicable: the backend refused every drawn input ({reason})"
     except PropertyTimeout as timeout:
         record.status, record.message = "error", str(timeout)
     except NnspecError as error:  # the spec or the engine is at fault, not the backend
@@ -188,6 +197,8 @@ def run_property(
     record.examples = state["examples"]
     if worst.error is not None:
         record.worst_error, record.tolerance = worst.error, worst.tolerance
+    if failure_measure is not None:  # a failure reports the error of its minimal example
+        record.worst_error, record.tolerance = failure_measure
     if record.status in ("fail", "error") and state["case"] is not None:
         record.counterexample = state["case"].counterexample()
     divergence = divergences.find(known or [], prop.id, backend.target)

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from hypothesis import reject
 from hypothesis import strategies as st
 
-from nnspec.backends.base import Backend
+from nnspec.backends.base import Backend, InputNotSupported
 from nnspec.errors import SpecError
 from nnspec.spec_loader import Property
 from nnspec.tolerances import EPSILON, LOW_PRECISION, Comparison, Tolerance, compare, for_dtype
@@ -81,6 +82,31 @@ def _values(rng: np.random.Generator, shape: tuple[int, ...], regime: str) -> np
     raise ValueError(f"unknown value regime {regime!r}")
 
 
+_STRUCTURES: dict[tuple[str, tuple[str, ...]], st.SearchStrategy[dict[str, Any]]] = {}
+
+
+def structure_strategy(prop: Property, dtypes: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
+    """One strategy for every structural choice of an example of ``prop``.
+
+    Sizes come from the domain's ``[min, max]`` ranges, then the dtype (among those the backend
+    computes in), the value regime, the mask kind, and the 32-bit seed that fills the arrays.
+    Drawing them together costs one Hypothesis draw instead of one per choice.
+    """
+    key = (prop.id, dtypes)
+    if key not in _STRUCTURES:
+        parts: dict[str, st.SearchStrategy[Any]] = {
+            name: st.integers(int(bounds[0]), int(bounds[1]))
+            for name, bounds in prop.inputs.items()
+            if isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
+        }
+        parts["dtype"] = st.sampled_from(dtypes) if dtypes else st.just("float64")
+        parts["values"] = st.sampled_from(prop.inputs.get("values", ["normal"]))
+        parts["mask"] = st.sampled_from(prop.inputs.get("masks", ["none"]))
+        parts["seed"] = st.integers(0, 2**32 - 1)
+        _STRUCTURES[key] = st.fixed_dictionaries(parts)
+    return _STRUCTURES[key]
+
+
 class Case:
     """One Hypothesis example of one property on one backend.
 
@@ -110,8 +136,17 @@ class Case:
         self.arrays: dict[str, np.ndarray] = {}
         self._rng: np.random.Generator | None = None
         self._dtype: str | None = None
+        self._structure: dict[str, Any] | None = None
 
     # -- drawing --------------------------------------------------------------------------------
+
+    @property
+    def structure(self) -> dict[str, Any]:
+        """The example's structure, drawn from the domain in one Hypothesis draw (see the module doc)."""
+        if self._structure is None:
+            usable = tuple(d for d in self.prop.inputs.get("dtypes", ["float64"]) if self.backend.supports_dtype(d))
+            self._structure = self.data.draw(structure_strategy(self.prop, usable), label="inputs")
+        return self._structure
 
     def _range(self, name: str, default: tuple[int, int] | None) -> tuple[int, int]:
         bounds = self.prop.inputs.get(name, default)
@@ -129,9 +164,14 @@ class Case:
     def size(self, name: str, default: tuple[int, int] | None = None, minimum: int | None = None) -> int:
         """An integer from the domain's ``inputs[name]`` range (or ``default``), at least ``minimum``."""
         low, high = self._range(name, default)
-        if minimum is not None:
-            low, high = max(low, minimum), max(high, minimum)
-        value = self.data.draw(st.integers(low, high), label=name)
+        if name in self.structure:
+            value = int(self.structure[name])
+            if minimum is not None:
+                value = max(value, minimum)
+        else:
+            if minimum is not None:
+                low, high = max(low, minimum), max(high, minimum)
+            value = self.data.draw(st.integers(low, high), label=name)
         self.drawn[name] = value
         return value
 
@@ -148,18 +188,20 @@ class Case:
     def dtype(self) -> str:
         """A dtype from the domain that the backend computes in (the first drawn stays for the example)."""
         if self._dtype is None:
-            wanted = self.prop.inputs.get("dtypes", ["float64"])
-            usable = [d for d in wanted if self.backend.supports_dtype(d)]
-            self._dtype = self.choice("dtype", usable)
+            self._dtype = str(self.structure["dtype"])
+            self.drawn["dtype"] = self._dtype
         return self._dtype
 
     def regime(self, name: str = "values") -> str:
+        if name == "values":
+            self.drawn[name] = self.structure["values"]
+            return str(self.structure["values"])
         return str(self.choice(name, self.prop.inputs.get("values", ["normal"])))
 
     @property
     def rng(self) -> np.random.Generator:
         if self._rng is None:
-            seed = self.data.draw(st.integers(0, 2**32 - 1), label="seed")
+            seed = int(self.structure["seed"])
             self.drawn["seed"] = seed
             self._rng = np.random.default_rng(seed)
         return self._rng
@@ -181,7 +223,11 @@ class Case:
 
         Every query row keeps at least one admissible key, except for the kind ``none`` (no mask).
         """
-        kind = str(self.choice("mask", kinds or self.prop.inputs.get("masks", ["none"])))
+        if kinds is None:
+            kind = str(self.structure["mask"])
+            self.drawn["mask"] = kind
+        else:
+            kind = str(self.choice("mask", kinds))
         if kind == "none":
             return kind, None
         rows, cols = np.arange(q_len)[:, None], np.arange(k_len)[None, :]
@@ -228,7 +274,12 @@ class Case:
         function: Callable[..., Any] = getattr(self.backend, primitive)
         converted_args = [self._to_backend(arg, dtype) for arg in args]
         converted_kwargs = {key: self._to_backend(value, dtype) for key, value in kwargs.items()}
-        return self._from_backend(function(*converted_args, **converted_kwargs))
+        try:
+            result = function(*converted_args, **converted_kwargs)
+        except InputNotSupported as refusal:
+            self.drawn["refused"] = str(refusal)
+            reject()
+        return self._from_backend(result)
 
     def gradient(self, build: Callable[..., Any], primals: list[np.ndarray], cotangent: np.ndarray) -> list[np.ndarray]:
         """``vjp`` of ``build(backend, *primals)`` at ``primals`` against ``cotangent``, through the backend."""

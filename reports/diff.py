@@ -9,6 +9,7 @@ status stayed the same.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,29 +28,30 @@ class Change:
     old: Record | None
     new: Record | None
 
-    @property
+    @builtins.property  # the field named 'property' shadows the builtin in this class body
     def old_status(self) -> str:
         return self.old.status if self.old else "absent"
 
-    @property
+    @builtins.property
     def new_status(self) -> str:
         return self.new.status if self.new else "absent"
 
-    @property
+    @builtins.property
     def old_ratio(self) -> float | None:
         return self.old.ratio if self.old else None
 
-    @property
+    @builtins.property
     def new_ratio(self) -> float | None:
         return self.new.ratio if self.new else None
 
-    @property
+    @builtins.property
     def ratio_change(self) -> float | None:
-        if self.old_ratio is None or self.new_ratio is None:
+        old, new = self.old_ratio, self.new_ratio
+        if old is None or new is None:
             return None
-        return self.new_ratio - self.old_ratio
+        return float(new - old)
 
-    @property
+    @builtins.property
     def message(self) -> str:
         record = self.new or self.old
         return record.message.strip().splitlines()[0] if record and record.message.strip() else ""
@@ -127,7 +129,7 @@ class RunDiff:
                 lines.append(f"{title}: {', '.join(names)}")
         if self.empty:
             lines.append("No differences.")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines)
 
 
 def _ratio(value: float | None) -> str:
@@ -180,7 +182,7 @@ def render_diff_html(run_diff: RunDiff, title: str = "nnspec run comparison") ->
         ("Old run", environment_rows(run_diff.old_environment)),
         ("New run", environment_rows(run_diff.new_environment)),
     ]
-    return template.render(diff=run_diff, title=title, runs=runs)
+    return str(template.render(diff=run_diff, title=title, runs=runs))
 
 
 def write_diff_html(run_diff: RunDiff, path: str | Path, title: str = "nnspec run comparison") -> Path:

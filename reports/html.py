@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
 from nnspec.reports.results import STATUSES, Record, RunDocument
 
 LEVELS = ("MUST", "SHOULD", "MAY")
@@ -89,6 +90,15 @@ class Cell:
     def reason(self) -> str:
         """The record's message (an xfail's reason, a skip's missing primitive, a failure's summary)."""
         return self.record.message if self.record else ""
+
+    @property
+    def short_reason(self) -> str:
+        """The reason's first line, without a prefix that repeats the cell's own label."""
+        reason = first_line(self.reason)
+        for prefix in ("not applicable: ", "not applicable - "):
+            if reason.lower().startswith(prefix):
+                return reason[len(prefix) :]
+        return reason
 
     @property
     def tooltip(self) -> str:
@@ -315,7 +325,7 @@ def format_array(values: Any) -> str:
         array = numpy.asarray(values)
         if array.dtype == object:
             raise ValueError("ragged")
-        return numpy.array2string(array, precision=6, max_line_width=100, threshold=400, edgeitems=4)
+        return str(numpy.array2string(array, precision=6, max_line_width=100, threshold=400, edgeitems=4))
     except ValueError:
         return json.dumps(values)
 
@@ -360,7 +370,7 @@ def _topic_of(property_id: str, meta: dict[str, Any], records: Iterable[Record])
         return str(meta["topic"])
     for record in records:
         if record.topic:
-            return record.topic
+            return str(record.topic)
     return property_id.split(".", 1)[0]
 
 
@@ -369,7 +379,7 @@ def _level_of(meta: dict[str, Any], records: Iterable[Record]) -> str:
         return str(meta["level"])
     for record in records:
         if record.level in LEVELS:
-            return record.level
+            return str(record.level)
     return "MUST"
 
 
@@ -562,9 +572,9 @@ def render_report(document: RunDocument, title: str = "nnspec compliance report"
     # Each property's details are rendered here (escaped like the rest of the page) but shipped as
     # one JSON map that the page inserts on demand: thousands of closed panels parsed up front
     # would double the time the page takes to open.
-    macros = environment.get_template("macros.html.j2").module
-    details = {row.id: str(macros.property_body(row)) for row in view.rows}  # type: ignore[attr-defined]
-    return environment.get_template("report.html.j2").render(view=view, details=details)
+    property_body = getattr(environment.get_template("macros.html.j2").module, "property_body")  # noqa: B009
+    details = {row.id: str(property_body(row)) for row in view.rows}
+    return str(environment.get_template("report.html.j2").render(view=view, details=details))
 
 
 def write_report(document: RunDocument, path: str | Path, title: str = "nnspec compliance report") -> Path:

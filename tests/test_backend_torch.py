@@ -224,6 +224,20 @@ def test_fully_masked_row_gives_zero_on_cpu_kernels(attention_backend: TorchBack
     np.testing.assert_allclose(out, reference_attention(q, k, v, mask=mask), rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_fully_masked_row_has_zero_finite_gradients(attention_backend: TorchBackend, dtype: str) -> None:
+    rng = np.random.default_rng(20)
+    q, k, v = (attention_backend.asarray(random(rng, 1, 1, 3, 4), dtype) for _ in range(3))
+    mask = np.ones((3, 3), dtype=bool)
+    mask[1] = False
+    out, vjp_fn = attention_backend.vjp(
+        lambda q, k, v: attention_backend.attention(q, k, v, mask=attention_backend.asarray(mask)), q, k, v
+    )
+    grad_q, grad_k, grad_v = (attention_backend.to_numpy(g) for g in vjp_fn(torch.ones_like(out)))
+    assert all(np.isfinite(g).all() for g in (grad_q, grad_k, grad_v))
+    assert np.array_equal(grad_q[0, 0, 1], np.zeros(4))  # the masked query influences nothing
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_attention_weights_match_and_zero_fully_masked_rows(backend: TorchBackend, shape) -> None:
     b, h, q_len, k_len, d = shape

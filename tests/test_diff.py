@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from nnspec.reports.diff import diff, render_diff_html
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))

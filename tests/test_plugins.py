@@ -125,11 +125,7 @@ def test_one_package_seen_twice_on_the_path_is_not_a_duplicate(monkeypatch: pyte
 
 
 def test_the_readme_worked_example_runs() -> None:
-    path = ROOT / "examples" / "writing_a_backend.py"
-    spec = importlib.util.spec_from_file_location("writing_a_backend", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_worked_example()
     report = module.main()
     assert report["target"] == "base2-softmax:cpu"
     assert report["supports softmax"] and report["supports vjp"]
@@ -140,3 +136,31 @@ def test_the_readme_worked_example_runs() -> None:
     backend = module.Base2SoftmaxBackend()
     x = np.random.default_rng(0).standard_normal((4, 7)) * 50
     np.testing.assert_allclose(backend.softmax(x, axis=0).sum(axis=0), 1.0, rtol=1e-14)
+
+
+def _load_worked_example():
+    spec = importlib.util.spec_from_file_location("writing_a_backend", ROOT / "examples" / "writing_a_backend.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_worked_example_passes_the_softmax_properties_in_the_engine(catalogue) -> None:
+    from nnspec.runner import run_property
+    from tests.conftest import quick_options
+
+    backend = _load_worked_example().Base2SoftmaxBackend()
+    softmax_properties = [p for p in catalogue.properties if p.id.startswith("softmax.")]
+    assert softmax_properties
+    statuses = {p.id: run_property(p, backend, quick_options()).status for p in softmax_properties}
+    assert set(statuses.values()) == {"pass"}, statuses
+
+
+def test_the_readme_shows_the_worked_example_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    if "## Writing a backend" not in readme:
+        pytest.skip("README.md has no 'Writing a backend' section yet")
+    section = readme.split("## Writing a backend", 1)[1]
+    code = (ROOT / "examples" / "writing_a_backend.py").read_text(encoding="utf-8")
+    assert f"```python\n{code}```" in section

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from nnspec.errors import ResultsError
 from nnspec.reports.html import build_view, format_ratio, render_report, write_report
 from nnspec.reports.results import RunDocument, load, merge

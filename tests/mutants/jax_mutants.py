@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from nnspec.backends.jax import JaxBackend, jit_method
 
+FRAMEWORK = "jax"  # tests/test_mutants.py leaves this module out when jax is not installed
 Array = Any
 
 
@@ -30,6 +31,12 @@ class AttentionScaledByDim(JaxBackend):
     """The default scale is ``1/D`` instead of ``1/sqrt(D)``: logits too flat by a factor ``sqrt(D)``."""
 
     name: ClassVar[str] = "jax-attention-scale-1-over-d"
+
+    def attention_weights(
+        self, q: Array, k: Array, mask: Array | None = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
+        scale = 1.0 / q.shape[-1] if scale is None else scale
+        return super().attention_weights(q, k, mask=mask, is_causal=is_causal, scale=scale)
 
     def attention(
         self,
@@ -71,10 +78,10 @@ class AttentionLayoutNotTransposed(JaxBackend):
         is_causal: bool = False,
         scale: float | None = None,
     ) -> Array:
-        if mask is not None or is_causal or q.shape[2] != k.shape[2]:
+        if mask is not None or q.shape[2] != k.shape[2]:
             # Misread, a mask would not line up and L != S would not fit: only this path is broken.
             return super().attention(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
-        return self._dot_product_attention(q, k, v, None, False, scale)
+        return self._dot_product_attention(q, k, v, None, is_causal, scale)
 
 
 class RopeRotatesHalves(JaxBackend):
@@ -130,13 +137,20 @@ class GRUResetBeforeMatmul(JaxBackend):
         return (1.0 - update) * candidate + update * h
 
 
-#: Each mutant and the property ids (glob patterns) expected to reject it.
+#: Each mutant and the property ids (glob patterns) expected to reject it. Only properties that
+#: JaxBackend itself passes are listed: the float64 attention properties fail on JAX's own
+#: float32 softmax (divergences/jax.txt), so a mutant failing them proves nothing.
 REJECTED_BY: dict[type[JaxBackend], tuple[str, ...]] = {
-    StopGradientCellStateLSTM: ("lstm.*gradient*", "lstm.*cell_state*"),
-    AttentionScaledByDim: ("attention.*scal*", "attention.*formula*", "attention.*"),
-    SoftmaxOverFirstAxis: ("attention.softmax.*", "softmax.*"),
-    AttentionLayoutNotTransposed: ("attention.*",),
-    RopeRotatesHalves: ("positional.rope*", "rope.*", "*.rope.*"),
-    LayerNormUnbiasedVariance: ("*layer_norm*", "normalisation.*"),
-    GRUResetBeforeMatmul: ("gru.*",),
+    StopGradientCellStateLSTM: ("lstm.gradient.*",),
+    AttentionScaledByDim: ("scaling.default_scale.*", "scaling.variance.scaled_is_unit"),
+    SoftmaxOverFirstAxis: ("softmax.formula.*", "softmax.rows.*", "softmax.shift.*"),
+    AttentionLayoutNotTransposed: ("attention.causal.breaks_equivariance", "masking.causal.first_position_self_only"),
+}
+
+#: Mutants whose properties the catalogue does not have yet, with the ids they are meant for;
+#: move each into REJECTED_BY when its property lands.
+AWAITING_PROPERTIES: dict[type[JaxBackend], tuple[str, ...]] = {
+    RopeRotatesHalves: ("positional.rope.*",),
+    LayerNormUnbiasedVariance: ("normalisation.layer_norm.*",),
+    GRUResetBeforeMatmul: ("gru.cell.*",),
 }

@@ -1,0 +1,46 @@
+# The README's commands. `make run` and `make test` each set up everything they need first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nnspec-installed
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup run test test-fast lint typecheck bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## The main job: every property on every backend available here, JSON + HTML + JUnit in reports/.
+run: setup
+	$(BIN)/nnspec run --json reports/latest.json --html reports/compliance.html --junitxml reports/junit.xml
+
+## The project's own tests (browser tests included when Chromium can be installed).
+test: setup browser
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+## Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: $(CHROMIUM) is absent and cannot be installed here; browser tests will skip"; fi
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python benchmarks/examples_per_second.py
+	$(BIN)/python benchmarks/suite_time.py
+
+clean:
+	rm -rf $(VENV) .hypothesis reports/latest.* reports/*.html reports/junit.xml

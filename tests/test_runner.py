@@ -1,0 +1,154 @@
+"""The runner: statuses, records on disk as they finish, broken and hanging backends contained."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnspec.backends.discovery import BackendTarget
+from nnspec.backends.numpy import NumpyBackend
+from nnspec.reports.results import load
+from nnspec.runner import RunOptions, RunPlan, failed_must, property_seed, run, run_property
+from nnspec.spec_loader import Catalogue
+from tests.conftest import quick_options
+
+
+class CrashingSoftmax(NumpyBackend):
+    """Raises inside softmax."""
+
+    name = "crashing"
+
+    def softmax(self, x: Any, axis: int = -1) -> Any:
+        raise RuntimeError("kernel launch failed")
+
+
+class HangingSoftmax(NumpyBackend):
+    """Never returns from softmax."""
+
+    name = "hanging"
+
+    def softmax(self, x: Any, axis: int = -1) -> Any:
+        time.sleep(60)
+        return super().softmax(x, axis)
+
+
+class NoSoftmax(NumpyBackend):
+    name = "partial"
+    softmax = None  # type: ignore[assignment]
+
+
+def test_reference_passes_with_worst_error_recorded(catalogue: Catalogue) -> None:
+    record = run_property(catalogue.property("softmax.rows.sum_to_one"), NumpyBackend(), quick_options())
+    assert record.status == "pass" and record.examples >= 10
+    assert record.worst_error is not None and record.ratio is not None and record.ratio <= 1.0
+
+
+def test_crash_is_an_error_with_the_exception(catalogue: Catalogue) -> None:
+    record = run_property(catalogue.property("softmax.rows.sum_to_one"), CrashingSoftmax(), quick_options())
+    assert record.status == "error"
+    assert "RuntimeError: kernel launch failed" in record.message
+    assert record.counterexample is not None
+
+
+def test_hang_is_an_error_after_the_timeout(catalogue: Catalogue) -> None:
+    options = quick_options()
+    options.timeout = 0.5
+    started = time.perf_counter()
+    record = run_property(catalogue.property("softmax.rows.sum_to_one"), HangingSoftmax(), options)
+    assert time.perf_counter() - started < 10
+    assert record.status == "error" and "no result after 0.5 s" in record.message
+
+
+def test_missing_primitive_is_not_applicable(catalogue: Catalogue) -> None:
+    backend = NoSoftmax()
+    assert not backend.supports("softmax")
+    record = run_property(catalogue.property("softmax.rows.sum_to_one"), backend, quick_options())
+    assert record.status == "skip" and "not applicable" in record.message and "softmax" in record.message
+
+
+def test_failure_has_a_minimal_counterexample_and_reproduction(catalogue: Catalogue) -> None:
+    from tests.mutants.reference_mutants import CausalMaskOffByOne
+
+    record = run_property(catalogue.property("masking.causal.first_position_self_only"),
+                          CausalMaskOffByOne(), quick_options(seed=3))
+    assert record.status == "fail"
+    example = record.counterexample
+    assert example["draws"]["q_len"] == 2  # shrunk to the smallest length that shows the bug
+    assert example["shapes"]["v"][2] == 2 and isinstance(example["arrays"]["v"], list)
+    assert record.reproduce.startswith("nnspec run --backend ") and "--seed 3" in record.reproduce
+
+
+def test_same_seed_same_examples(catalogue: Catalogue) -> None:
+    prop = catalogue.property("attention.sdpa.matches_formula")
+    first = run_property(prop, NumpyBackend(), quick_options(seed=7))
+    second = run_property(prop, NumpyBackend(), quick_options(seed=7))
+    other = run_property(prop, NumpyBackend(), quick_options(seed=8))
+    assert first.worst_error == second.worst_error
+    assert first.worst_error != other.worst_error
+    assert property_seed(7, prop.id) != property_seed(8, prop.id)
+
+
+def test_records_reach_disk_as_they_finish(catalogue: Catalogue, tmp_path: Path) -> None:
+    target = BackendTarget("numpy:cpu", NumpyBackend, "cpu", None)
+    broken = BackendTarget("crashing:cpu", CrashingSoftmax, "cpu", None)
+    missing = BackendTarget("absent:cpu", None, "cpu", None, reason="framework not installed")
+    chosen = [catalogue.property("softmax.rows.sum_to_one"), catalogue.property("softmax.formula.matches")]
+    plan = RunPlan(catalogue, [("numpy", target), ("crashing", broken), ("absent", missing)], chosen)
+    jsonl = tmp_path / "run.jsonl"
+    seen: list[int] = []
+
+    def progress(record: Any, done: int, total: int) -> None:
+        seen.append(len(jsonl.read_text().splitlines()))  # the record is on disk before progress
+
+    document = run(plan, quick_options(), jsonl=jsonl, progress=progress)
+    assert seen == [1, 2, 3, 4, 5, 6]
+    statuses = {(r.property, r.backend): r.status for r in document.results}
+    assert statuses[("softmax.rows.sum_to_one", "crashing:cpu")] == "error"
+    assert statuses[("softmax.rows.sum_to_one", "absent:cpu")] == "skip"
+    assert statuses[("softmax.rows.sum_to_one", "numpy:cpu")] == "pass"
+    assert [r.property for r in load(jsonl).results] == [r.property for r in document.results]
+    assert len(failed_must(document)) == 2
+
+
+def test_interrupted_jsonl_keeps_every_whole_record(tmp_path: Path) -> None:
+    line = json.dumps({"property": "a.b", "backend": "numpy:cpu", "status": "pass"})
+    path = tmp_path / "cut.jsonl"
+    path.write_text(line + "\n" + line.replace("a.b", "a.c") + "\n" + line[:20])
+    assert [r.property for r in load(path).results] == ["a.b", "a.c"]
+
+
+def test_parallel_workers_give_the_same_results(catalogue: Catalogue, tmp_path: Path) -> None:
+    target = BackendTarget("numpy:cpu", NumpyBackend, "cpu", None)
+    chosen = [p for p in catalogue.properties if p.topic == "softmax"]
+    options = RunOptions(profile="ci", seed=1)
+    serial = run(RunPlan(catalogue, [("numpy", target)], chosen), options)
+    parallel = run(RunPlan(catalogue, [("numpy", target)], chosen), options, workers=2)
+    assert [(r.property, r.status, r.worst_error) for r in serial.results] == \
+        [(r.property, r.status, r.worst_error) for r in parallel.results]
+    assert np.all([r.status == "pass" for r in parallel.results])
+
+
+class RefusesMasks(NumpyBackend):
+    """A kernel that takes no mask, as some fused attention kernels do."""
+
+    name = "refuses-masks"
+
+    def attention_weights(self, q: Any, k: Any, mask: Any = None, is_causal: bool = False,
+                          scale: float | None = None) -> Any:
+        from nnspec.backends import InputNotSupported
+
+        if mask is not None:
+            raise InputNotSupported("this kernel takes no mask")
+        return super().attention_weights(q, k, mask, is_causal, scale)
+
+
+def test_refused_inputs_are_discarded_not_failed(catalogue: Catalogue) -> None:
+    backend = RefusesMasks()
+    some = run_property(catalogue.property("softmax.attention_weights.rows_sum_to_one"), backend, quick_options())
+    assert some.status == "pass"  # the unmasked draws still ran
+    every = run_property(catalogue.property("masking.keys.masked_weight_zero"), backend, quick_options())
+    assert every.status == "skip" and "this kernel takes no mask" in every.message
