@@ -34,9 +34,15 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: $(CHROMIUM) is absent and cannot be installed here; browser tests will skip"; fi
 
-lint: setup
+lint: setup typecheck
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+
+## mypy sees the package as installed: nnspec = conformance/, with backends/, reports/, spec/ inside.
+typecheck: setup
+	rm -rf build/typecheck && mkdir -p build/typecheck/nnspec
+	for entry in conformance/*; do ln -s "$$PWD/$$entry" build/typecheck/nnspec/; done
+	for folder in backends reports spec; do ln -s "$$PWD/$$folder" build/typecheck/nnspec/$$folder; done
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p nnspec
 
 bench: setup
 	$(BIN)/python benchmarks/examples_per_second.py

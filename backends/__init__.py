@@ -7,4 +7,4 @@ inside its constructor, so a missing framework never breaks ``import nnspec``.
 from nnspec.backends.base import PRIMITIVES, Backend, InputNotSupported, Unavailable
 from nnspec.backends.discovery import BackendTarget, discover, resolve
 
-__all__ = ["PRIMITIVES", "Backend", "InputNotSupported", "BackendTarget", "Unavailable", "discover", "resolve"]
+__all__ = ["PRIMITIVES", "Backend", "BackendTarget", "InputNotSupported", "Unavailable", "discover", "resolve"]

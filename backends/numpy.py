@@ -330,5 +330,5 @@ class NumpyBackend(Backend):
 
 def _tree_dot(out: Any, cotangent: Any) -> float:
     if isinstance(out, (tuple, list)):
-        return sum(_tree_dot(o, c) for o, c in zip(out, cotangent))
+        return sum(_tree_dot(o, c) for o, c in zip(out, cotangent, strict=True))
     return float(np.sum(np.asarray(out) * np.asarray(cotangent)))

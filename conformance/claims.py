@@ -218,10 +218,12 @@ def evaluate(claim: Any) -> dict[str, Any]:
     """Run one claim's check: ``{id, source, claim, claimed, computed, verdict, explanation, code}``."""
     check = get(claim.check)
     try:
-        finding = check.function(claim.claimed, **claim.params)
+        inspect.signature(check.function).bind(claim.claimed, **claim.params)
     except TypeError as error:
-        raise SpecError(f"the claim check rejected its parameters: {error}. Received: {claim.params!r}",
+        raise SpecError(f"the claim check {claim.check!r} does not take these parameters ({error}). "
+                        f"Received: {claim.params!r}",
                         path=claim.path, property_id=claim.id, field="check.params", line=claim.line) from None
+    finding = check.function(claim.claimed, **claim.params)
     explanation = finding.explanation + (f" {claim.notes.strip()}" if claim.notes else "")
     source_lines, first_line = inspect.getsourcelines(check.function)
     module = inspect.getmodule(check.function)

@@ -6,7 +6,6 @@ import argparse
 import fnmatch
 import json
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 

@@ -65,8 +65,7 @@ def property_seed(run_seed: int, property_id: str) -> int:
 @contextlib.contextmanager
 def _deadline(seconds: float | None) -> Iterator[None]:
     """Interrupt the body after ``seconds`` (main thread on POSIX only; elsewhere no limit)."""
-    usable = seconds and hasattr(signal, "setitimer") and _in_main_thread()
-    if not usable:
+    if not seconds or not hasattr(signal, "setitimer") or not _in_main_thread():
         yield
         return
 

@@ -8,6 +8,7 @@ the field and the received value.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -158,20 +159,20 @@ def load_file(path: str | Path) -> tuple[str, str, list[Property], list[Claim]]:
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        error = errors[0]
-        location = tuple(error.absolute_path)
+        first = errors[0]
+        location = tuple(first.absolute_path)
         property_id = None
         if len(location) >= 2 and location[0] in ("properties", "claims"):
             entry = data[location[0]][location[1]]
             property_id = entry.get("id") if isinstance(entry, dict) else None
         field_name = ".".join(str(part) for part in location[2:]) if property_id else ".".join(map(str, location))
-        if error.validator == "additionalProperties":
-            field_name = ".".join(filter(None, [field_name, *_unexpected(error)]))
-        received = json.dumps(error.instance, default=str)
+        if first.validator == "additionalProperties":
+            field_name = ".".join(filter(None, [field_name, *_unexpected(first)]))
+        received = json.dumps(first.instance, default=str)
         if len(received) > 120:
             received = received[:117] + "..."
         raise SpecError(
-            f"{error.message}. Received: {received}",
+            f"{first.message}. Received: {received}",
             path=shown,
             property_id=property_id,
             field=field_name or None,
@@ -211,11 +212,12 @@ def load_file(path: str | Path) -> tuple[str, str, list[Property], list[Claim]]:
 
 
 def _unexpected(error: jsonschema.ValidationError) -> list[str]:
-    allowed = set(error.schema.get("properties", {}))
+    schema_part = error.schema if isinstance(error.schema, dict) else {}
+    allowed = set(schema_part.get("properties", {}))
     return [key for key in error.instance if key not in allowed][:1] if isinstance(error.instance, dict) else []
 
 
-def load_catalogue(paths: list[str | Path] | None = None) -> Catalogue:
+def load_catalogue(paths: Sequence[str | Path] | None = None) -> Catalogue:
     """Load spec files (or every ``*.yaml`` in the given folders; the shipped specs by default)."""
     from nnspec.registry import checker_names  # checkers register on import
 

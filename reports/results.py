@@ -16,6 +16,7 @@ so an interrupted run keeps every finished result; :func:`load` reads either for
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ class Record:
     reproduce: str = ""
     seed: int | None = None
 
-    @property
+    @builtins.property  # the field ``property`` shadows the builtin inside this class body
     def ratio(self) -> float | None:
         """Worst error as a fraction of its tolerance (above 1 is a failure)."""
         if self.worst_error is None or not self.tolerance:

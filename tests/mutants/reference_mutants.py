@@ -168,10 +168,10 @@ class LstmCellStateSquashed(NumpyBackend):
     name: ClassVar[str] = "mutant-lstm-cell-state-squashed"
 
     def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
-        h_next, c_next = super().lstm_cell(x, h, c, params)
-        c_next = np.tanh(c_next)
-        return _sigmoid(np.split(x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"], 4, -1)[3]) * np.tanh(
-            c_next), c_next
+        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
+        input_gate, forget_gate, candidate, output_gate = np.split(gates, 4, axis=-1)
+        c_next = np.tanh(_sigmoid(forget_gate) * c + _sigmoid(input_gate) * np.tanh(candidate))
+        return _sigmoid(output_gate) * np.tanh(c_next), c_next
 
 
 class RnnResidualLeak(NumpyBackend):
