@@ -8,11 +8,21 @@ each draws random inputs only from a fixed seed, so a verdict never changes betw
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from nnspec.claims import HOLDS, IMPRECISE, REFUTED, Finding, claim_check, judge_number, judge_numbers, quantity
+from nnspec.claims import (
+    HOLDS,
+    IMPRECISE,
+    REFUTED,
+    Finding,
+    claim_check,
+    judge_number,
+    judge_numbers,
+    quantity,
+)
 
 # --- small float64 building blocks ------------------------------------------------------------------
 
@@ -227,7 +237,7 @@ def window_attention(claimed: Any, n: int, window: int, measure: str = "scores",
                                       f"{n / (window + 1):.1f}.")
 
 
-_COSTS = {
+_COSTS: dict[str, Callable[..., float]] = {
     # multiply-adds (or stored elements, for *_memory) of each computation, by its sizes
     "attention_time": lambda n, d: 2 * n * n * d + n * n,                 # QK^T, softmax, PV
     "attention_memory": lambda n, d: n * n + 3 * n * d,                   # the n x n scores, Q, K, V
@@ -438,7 +448,7 @@ def embedding_scale(claimed: str, d_model: int, tokens: int = 2000, seed: int = 
 
 
 @claim_check("sinusoidal_shift_is_linear")
-def sinusoidal_shift_is_linear(claimed: bool, d_model: int, offsets: list[int], positions: int = 200) -> Finding:
+def sinusoidal_shift_is_linear(claimed: bool, d_model: int, offsets: list[int], positions: int = 100) -> Finding:
     """PE(pos + k) = M_k PE(pos) for one matrix M_k per offset: fitted by least squares over many positions."""
     rows = np.arange(positions)
     residuals, rotation_gaps = {}, {}
@@ -686,6 +696,22 @@ def lstm_cell_state_jacobian(claimed: str, hidden: int = 4, input_size: int = 3,
                                       f"direct (constant error carousel) path only, with the gates held fixed.")
 
 
+@claim_check("lstm_hidden_bounded")
+def lstm_hidden_bounded(claimed: bool, hidden: int = 64, samples: int = 1000, seed: int = 0) -> Finding:
+    """h_t = o_t * tanh(C_t) with o_t in (0, 1): |h_t| < 1 and |h_t| <= |C_t|, whatever the size of C_t."""
+    rng = _rng(seed)
+    cell = rng.standard_normal((samples, hidden)) * rng.uniform(0.1, 50.0, (samples, 1))
+    gate = _sigmoid(rng.standard_normal((samples, hidden)) * 3)
+    h = gate * np.tanh(cell)
+    computed = {"max_abs_h": float(np.abs(h).max()), "max_abs_c": float(np.abs(cell).max()),
+                "max_h_over_c": float(np.max(np.abs(h) / np.abs(cell)))}
+    bounded = computed["max_abs_h"] < 1 and computed["max_h_over_c"] <= 1
+    verdict = HOLDS if bounded == bool(claimed) else REFUTED
+    return Finding(verdict, computed, f"over {samples} draws with |C_t| up to {computed['max_abs_c']:.0f}, |h_t| stays "
+                                      f"below {computed['max_abs_h']:.4f} < 1 and never exceeds |C_t|: the hidden state "
+                                      f"is the cell state squashed by tanh and gated by o_t.")
+
+
 @claim_check("rnn_gradient_growth")
 def rnn_gradient_growth(claimed: str, scales: list[float], hidden: int = 8, steps: int = 50, seed: int = 0) -> Finding:
     """|dh_T / dh_0| for W_hh = scale x orthogonal (every |eigenvalue| = scale), linear and tanh RNNs."""
@@ -802,7 +828,7 @@ def _flash_hbm_accesses(n: float, d: float, sram_elements: float) -> float:
 def flash_hbm_accesses(claimed: dict[str, float], n: int = 16384, d: int = 64, sram_elements: int = 65536) -> Finding:
     """Growth exponents of FlashAttention's HBM traffic in n, d and the SRAM size M, from its loop counts."""
     def slope(variable: str, grid: list[float]) -> float:
-        sizes = {"n": n, "d": d, "M": sram_elements}
+        sizes: dict[str, float] = {"n": n, "d": d, "M": sram_elements}
         values = []
         for g in grid:
             sizes[variable] = g

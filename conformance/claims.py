@@ -166,7 +166,7 @@ def judge_numbers(computed: Sequence[float], claimed: Sequence[Any], *, band: fl
     """Element by element; the verdict is the worst element's."""
     if len(computed) != len(claimed):
         return REFUTED, f"{len(computed)} values computed, {len(claimed)} claimed"
-    verdicts = [judge_number(c, s, band=band) for c, s in zip(computed, claimed)]
+    verdicts = [judge_number(c, s, band=band) for c, s in zip(computed, claimed, strict=True)]
     worst = max(verdicts, key=lambda pair: VERDICTS.index(pair[0]))[0]
     wrong = [f"[{index}] {text}" for index, (verdict, text) in enumerate(verdicts) if verdict != HOLDS]
     return worst, "; ".join(wrong) if wrong else "every element agrees to the precision stated"

@@ -255,4 +255,7 @@ def load_catalogue(paths: Sequence[str | Path] | None = None) -> Catalogue:
                 raise SpecError(f"depends on an unknown property. Received: {dependency!r}",
                                 path=prop.path, property_id=prop.id, field="depends_on", line=prop.line)
     catalogue.properties.sort(key=lambda p: p.id)
+    from nnspec.claims import validate as validate_claims  # claim checks are registered there
+
+    validate_claims(catalogue.claims)
     return catalogue

@@ -23,15 +23,26 @@ def _magnitude(values: np.ndarray) -> float:
     return float(np.max(np.abs(values.astype(np.float64)), initial=0.0))
 
 
+def _per_head(case: Case, name: str, low: int, high: int) -> int:
+    """A per-head parameter from the bulk generator, within the domain's ``inputs[name]`` range.
+
+    Drawn from the seeded generator rather than by Hypothesis, which tends to repeat one value
+    across the heads of an example; heads with different patterns are what the check needs.
+    """
+    bounds = case.prop.inputs.get(name, [low, high])
+    low, high = max(int(bounds[0]), low), max(min(int(bounds[1]), high), max(int(bounds[0]), low))
+    return int(case.rng.integers(low, high + 1))
+
+
 def sliding_window(case: Case, length: int) -> np.ndarray:
-    width = case.size("window", (0, length), minimum=0)
+    width = _per_head(case, "window", 0, length)
     offsets = np.arange(length)[:, None] - np.arange(length)[None, :]
     return np.abs(offsets) <= width
 
 
 def dilated_window(case: Case, length: int) -> np.ndarray:
-    width = case.size("window", (0, length), minimum=0)
-    dilation = case.choice("dilation", [2, 3])
+    width = _per_head(case, "window", 0, length)
+    dilation = int(case.rng.integers(2, 4))
     offsets = np.arange(length)[:, None] - np.arange(length)[None, :]
     return (np.abs(offsets) <= width * dilation) & (offsets % dilation == 0)
 
@@ -45,7 +56,7 @@ def global_and_window(case: Case, length: int) -> np.ndarray:
 
 
 def block_sparse(case: Case, length: int) -> np.ndarray:
-    block = case.size("block_k", (1, max(length, 1)), minimum=1)
+    block = _per_head(case, "block_k", 1, max(length, 1))
     blocks = np.arange(length) // block
     count = int(blocks[-1]) + 1
     pairs = np.eye(count, dtype=bool) | (case.rng.random((count, count)) < 0.3)

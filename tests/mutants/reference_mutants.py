@@ -150,6 +150,20 @@ class TiledDropsPartialBlock(NumpyBackend):
                                        is_causal, scale if scale is not None else 1.0 / np.sqrt(q.shape[-1]))
 
 
+class AttentionDropsLastKey(NumpyBackend):
+    """The key loop stops one short: the last key and value never contribute (when S > 1)."""
+
+    name: ClassVar[str] = "mutant-attention-drops-last-key"
+
+    def attention(self, q: Array, k: Array, v: Array, mask: Any = None, is_causal: bool = False,
+                  scale: float | None = None) -> Array:
+        if k.shape[-2] > 1:
+            k, v = k[..., :-1, :], v[..., :-1, :]
+            if mask is not None:
+                mask = np.asarray(mask)[..., :-1]
+        return super().attention(q, k, v, mask, is_causal, scale)
+
+
 class LstmInputForgetSwapped(NumpyBackend):
     """The input and forget gate blocks are read in the order f, i, g, o instead of i, f, g, o."""
 
@@ -198,6 +212,8 @@ REJECTED_BY: dict[type[NumpyBackend], tuple[str, ...]] = {
     SoftmaxWithoutMaxSubtraction: ("softmax.shift.invariance",),
     TiledWithoutRescaling: ("flash.tiled.equals_dense", "flash.tiled.causal_equals_dense"),
     TiledDropsPartialBlock: ("flash.tiled.equals_dense",),
+    AttentionDropsLastKey: ("attention.self.permutation_equivariance",
+                            "attention.cross.key_value_permutation_invariance", "attention.sdpa.matches_formula"),
     LstmInputForgetSwapped: ("lstm.cell.matches_equations", "lstm.gradient.cell_state_jacobian_is_forget_gate",
                              "lstm.gradient.long_horizon_retention"),
     LstmCellStateSquashed: ("lstm.cell.matches_equations", "lstm.gradient.cell_state_jacobian_is_forget_gate"),

@@ -1,0 +1,221 @@
+"""The documents' claims: each check computes what it says, verdicts are pinned to numbers
+computed here independently, and bad claim entries are rejected with a useful message."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nnspec import claim_checks, claims
+from nnspec.cli import main as cli_main
+from nnspec.errors import SpecError
+from nnspec.spec_loader import Catalogue, load_catalogue
+
+
+@pytest.fixture(scope="module")
+def results(catalogue: Catalogue) -> dict[str, dict]:
+    return {result["id"]: result for result in claims.check_all(catalogue)}
+
+
+# --- pinned verdicts, with the numbers recomputed here by hand ---------------------------------------
+
+
+def test_softmax_of_3_0_0_is_refuted_with_the_true_weights(results: dict[str, dict]) -> None:
+    first = math.exp(3) / (math.exp(3) + 2)
+    result = results["claims.softmax.worked_example_3_0_0"]
+    assert result["verdict"] == "refuted"
+    assert result["computed"][0] == pytest.approx(0.9094, abs=1e-4)
+    assert result["computed"][0] == pytest.approx(first, rel=1e-5)
+    assert result["computed"][1] == pytest.approx(1 / (math.exp(3) + 2), rel=1e-5)
+
+
+def test_gradient_at_3_0_0_is_p_times_one_minus_p(results: dict[str, dict]) -> None:
+    p = 1 / (math.exp(3) + 2)
+    result = results["claims.softmax.worked_example_3_0_0_gradient"]
+    assert result["verdict"] == "refuted"
+    assert result["computed"] == pytest.approx([p * (1 - p)] * 2, rel=1e-5)
+
+
+def test_worked_example_weights_are_rounded_too_far(results: dict[str, dict]) -> None:
+    exponentials = [math.exp(x) for x in (2.0, 1.0, 0.1, -0.5)]
+    result = results["claims.softmax.worked_example_weights"]
+    assert result["verdict"] == "imprecise"
+    assert result["computed"][0] == pytest.approx(exponentials[0] / sum(exponentials), rel=1e-5)
+    assert round(exponentials[0] / sum(exponentials), 2) == 0.63  # not the 0.62 the document prints
+    assert results["claims.softmax.worked_example_sum"]["computed"] == pytest.approx(sum(exponentials), rel=1e-5)
+
+
+def test_three_standard_deviations_of_a_64_dimensional_dot_product(results: dict[str, dict]) -> None:
+    result = results["claims.scaling.unscaled_range_d64"]
+    assert result["verdict"] == "holds"
+    assert result["computed"]["range"] == [-24.0, 24.0]
+    assert 0.99 < result["computed"]["share_inside"] < 1.0
+
+
+def test_attention_score_memory_for_128k_context_is_refuted(results: dict[str, dict]) -> None:
+    result = results["claims.flash.bytes_128k_32_heads_32_layers"]
+    assert result["verdict"] == "refuted"
+    assert result["computed"] == pytest.approx(128_000**2 * 32 * 32 * 2, rel=1e-5)
+
+
+def test_sparse_attention_counts_hold(results: dict[str, dict]) -> None:
+    assert results["claims.sparse.scores_100k_window_256"]["computed"] == pytest.approx(100_000 * 256)
+    assert results["claims.sparse.scores_100k_window_256"]["verdict"] == "holds"
+    assert results["claims.complexity.minutes_300k_32_layers"]["computed"] == pytest.approx(300_000**2 * 32e-9 / 60)
+
+
+def test_gpt3_allreduce_traffic_is_refuted(results: dict[str, dict]) -> None:
+    result = results["claims.scale.gpt3_allreduce"]
+    assert result["verdict"] == "refuted"
+    assert result["computed"]["gradient_bytes"] == pytest.approx(175e9 * 2)
+    assert result["computed"]["ring_allreduce_bytes_per_worker"] == pytest.approx(2 * 999 / 1000 * 350e9, rel=1e-5)
+
+
+def test_twelve_l_d_squared_leaves_out_embeddings(results: dict[str, dict]) -> None:
+    result = results["claims.scale.parameters_12_l_d2"]
+    assert result["verdict"] == "imprecise"
+    bert = result["computed"]["BERT-base"]
+    assert bert["formula_12Ld2"] == pytest.approx(12 * 12 * 768**2, rel=1e-5)
+    assert bert["with_embeddings"] > 1.2 * bert["formula_12Ld2"]
+
+
+def test_word_positions_in_the_example_are_off_by_one(results: dict[str, dict]) -> None:
+    words = ["The", "cat", "sat", "on", "the", "mat", "and", "the", "dog", "slept"]
+    result = results["claims.examples.word_positions"]
+    assert result["verdict"] == "refuted"
+    assert result["computed"] == {word: words.index(word) for word in ("cat", "sat", "mat", "dog", "slept")}
+
+
+def test_self_attention_is_equivariant_not_invariant(results: dict[str, dict]) -> None:
+    assert results["claims.attention.permutation_invariant"]["verdict"] == "imprecise"
+    assert results["claims.attention.permutation_equivariant"]["verdict"] == "holds"
+    assert results["claims.attention.permutation_invariant"]["computed"]["equivariance_gap"] < 1e-12
+
+
+# --- the checks can disagree: the same computation gives other verdicts for other claims ----------------
+
+
+@pytest.mark.parametrize(
+    ("check", "claimed", "params", "verdict"),
+    [
+        ("softmax_values", [0.9094, 0.0453, 0.0453], {"logits": [3, 0, 0]}, "holds"),
+        ("softmax_values", [0.92, 0.045, 0.045], {"logits": [3, 0, 0]}, "imprecise"),
+        ("attention_scores", "16.4B", {"n": 128_000}, "holds"),
+        ("attention_scores", "17.2B", {"n": 128_000}, "imprecise"),
+        ("attention_scores", "1T", {"n": 128_000}, "refuted"),
+        ("complexity_exponent", {"n": 1}, {"cost": "attention_time"}, "refuted"),
+        ("complexity_exponent", {"n": 2, "d": 1}, {"cost": "attention_time"}, "holds"),
+        ("self_attention_permutation", "equivariant", {}, "holds"),
+        ("self_attention_permutation", "invariant", {}, "imprecise"),
+        ("causal_visibility", {"2": [0, 1, 2]}, {"length": 4}, "holds"),
+        ("causal_visibility", {"2": [0, 1]}, {"length": 4}, "refuted"),
+        ("training_memory", "350GB", {"parameters": 175e9, "bytes_per_parameter": 2}, "holds"),
+        ("training_memory", "175GB", {"parameters": 175e9, "bytes_per_parameter": 2}, "refuted"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_check_verdict_follows_the_claim(check: str, claimed: object, params: dict, verdict: str) -> None:
+    finding = claims.get(check).function(claimed, **params)
+    assert finding.verdict == verdict, finding.explanation
+
+
+@pytest.mark.parametrize(
+    ("written", "value", "half_unit"),
+    [("16.8TB", 16.8e12, 0.05e12), ("262K", 262e3, 500), ("10B", 1e10, 5e9), (0.62, 0.62, 0.005),
+     (350, 350, 5), ("16x", 16, 0.5), ("4.2M", 4.2e6, 0.05e6), ("350MB", 350e6, 5e6)],
+    ids=str,
+)
+def test_quantity_reads_value_and_stated_precision(written: object, value: float, half_unit: float) -> None:
+    stated = claims.quantity(written)
+    assert stated.value == pytest.approx(value)
+    assert stated.half_unit == pytest.approx(half_unit)
+
+
+def test_judge_number_grades_by_stated_precision() -> None:
+    assert claims.judge_number(11.819, 11.82)[0] == "holds"
+    assert claims.judge_number(11.819, 11.83)[0] == "imprecise"
+    assert claims.judge_number(0.045, 0.025)[0] == "refuted"
+
+
+def test_every_claim_has_the_documented_keys_and_a_verdict(results: dict[str, dict]) -> None:
+    expected = {"id", "source", "claim", "claimed", "computed", "verdict", "explanation", "code"}
+    assert len(results) >= 40
+    for result in results.values():
+        assert expected <= set(result), result["id"]
+        assert result["verdict"] in claims.VERDICTS
+        assert result["code"].startswith(result["check"]["name"] + "(")
+        assert "def " in result["code"]
+    json.dumps(list(results.values()))  # a results document can embed them as they are
+
+
+def test_every_registered_check_is_used(catalogue: Catalogue) -> None:
+    used = {claim.check for claim in catalogue.claims}
+    assert claims.check_names() - used == set()
+
+
+# --- rejecting malformed claims -------------------------------------------------------------------------
+
+
+CLAIM_FILE = """\
+nnspec: 1
+topic: broken
+title: Broken claims
+claims:
+  - id: broken.claim.one
+    source:
+      - {{document: "ANN Architecture - Interview Q&A", question: "Why do we scale by √d_k?"}}
+    claim: sqrt(64) is 8.
+    claimed: 8
+    check: {check}
+"""
+
+
+def test_unknown_check_name_names_file_claim_field_and_value(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(CLAIM_FILE.format(check="{name: no_such_check}"), encoding="utf-8")
+    with pytest.raises(SpecError, match=r"broken\.yaml:\d+, property 'broken\.claim\.one', field 'check\.name': "
+                                        r"unknown claim check; .* Received: 'no_such_check'"):
+        load_catalogue([path])  # rejected on load, so `nnspec lint` catches it
+
+
+def test_wrong_parameters_name_the_params_field(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(CLAIM_FILE.format(check="{name: square_root, params: {radicand: 64}}"), encoding="utf-8")
+    with pytest.raises(SpecError, match=r"field 'check\.params': the claim check 'square_root' does not take "
+                                        r"these parameters .* Received: \{'radicand': 64\}"):
+        claims.check_all(load_catalogue([path]))
+
+
+def test_a_claim_check_must_return_a_known_verdict() -> None:
+    with pytest.raises(Exception, match="Received: 'maybe'"):
+        claims.Finding("maybe", 1, "")
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+
+def test_cli_json_filters_by_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["claims", "--format", "json", "--verdict", "refuted"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed and {r["verdict"] for r in printed} == {"refuted"}
+    assert {"id", "source", "claimed", "computed", "explanation", "code"} <= set(printed[0])
+    assert set(printed[0]["source"][0]) == {"document", "question"}
+
+
+def test_cli_table_shows_claimed_beside_computed_and_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["claims"]) == 0
+    out = capsys.readouterr().out
+    assert "REFUTED   claims.softmax.worked_example_3_0_0" in out
+    assert "claimed:   [0.95, 0.025, 0.025]" in out
+    assert "check:     softmax_values(claimed=[0.95, 0.025, 0.025], logits=[3, 0, 0])" in out
+    assert out.rstrip().splitlines()[-1].endswith("claims")
+
+
+def test_checks_module_imports_no_framework() -> None:
+    import sys
+
+    assert claim_checks.__name__ in sys.modules
+    assert "torch" not in claim_checks.__dict__ and "jax" not in claim_checks.__dict__
