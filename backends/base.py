@@ -78,6 +78,9 @@ class Backend:
     name: ClassVar[str] = "base"
     #: dtypes this backend computes in, as NumPy dtype names ("bfloat16" included by name).
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    #: A backend that compiles once per input shape (JAX) sets this to n: each property then
+    #: draws its sizes from n fixed shapes per run instead of freely, bounding compilation.
+    shape_pool: ClassVar[int | None] = None
 
     def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
         self.device = device

@@ -5,7 +5,9 @@ SDPA kernel (``cpu/math``, ``cuda/flash``, ...): a variant pins
 ``torch.nn.functional.scaled_dot_product_attention`` to that kernel through
 ``torch.nn.attention.sdpa_kernel``. Variants exist to test attention kernels, so a variant
 target supports only the primitives that reach SDPA (``attention``, ``multi_head_attention``,
-and ``vjp`` through them); every other primitive is checked once per device, on the plain target.
+``attention_with_bias``, and ``vjp`` through them); every other primitive is checked once per
+device, on the plain target. A pinned kernel that refuses an input (CUDA flash attention takes no
+mask) raises :class:`~nnspec.backends.InputNotSupported`: the engine discards that example.
 
 bfloat16: NumPy has no bfloat16, so :meth:`TorchBackend.asarray` takes the dtype by name
 (``asarray(x, "bfloat16")`` for float32 values) or an ``ml_dtypes.bfloat16`` array, and
@@ -18,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from nnspec.backends.base import Backend, Unavailable
+from nnspec.backends.base import Backend, InputNotSupported, Unavailable
 from nnspec.errors import BackendError
 
 Tensor = Any  # torch.Tensor; torch is imported only inside methods
@@ -50,7 +53,7 @@ _CUDA_KERNEL_DTYPES: dict[str, tuple[str, ...]] = {
     "cudnn": ("float16", "bfloat16"),
 }
 # What a variant target implements: the primitives whose result depends on the SDPA kernel.
-_VARIANT_PRIMITIVES = frozenset({"attention", "multi_head_attention", "vjp"})
+_VARIANT_PRIMITIVES = frozenset({"attention", "multi_head_attention", "attention_with_bias", "vjp"})
 
 
 def _import_torch() -> Any:
@@ -179,14 +182,33 @@ class TorchBackend(Backend):
 
     @contextlib.contextmanager
     def _kernel(self) -> Iterator[None]:
-        """Pin SDPA to this target's kernel; the plain target keeps torch's own selection."""
+        """Pin SDPA to this target's kernel; the plain target keeps torch's own selection.
+
+        A pinned kernel that cannot take the inputs makes SDPA raise "No available kernel" and
+        give its reasons as warnings; that refusal becomes :class:`InputNotSupported`, its message
+        the reasons. Warnings of a call that succeeds are passed on unchanged.
+        """
         if self.variant is None:
             yield
             return
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         with sdpa_kernel([getattr(SDPBackend, _SDPA_KERNELS[self.variant])]):
-            yield
+            with warnings.catch_warnings(record=True) as caught:
+                try:
+                    yield
+                except RuntimeError as error:
+                    if "No available kernel" not in str(error):
+                        raise
+                    reasons = " ".join(str(w.message).split(" (Triggered internally")[0] for w in caught)
+                    raise InputNotSupported(
+                        f"the SDPA kernel {self.variant!r} on {self.device} does not take these inputs. "
+                        f"Received: {reasons or str(error).strip()}"
+                    ) from error
+            for caught_warning in caught:
+                warnings.warn_explicit(
+                    caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
+                )
 
     def _allowed(self, mask: Tensor | None, is_causal: bool, q_len: int, k_len: int) -> Tensor | None:
         """The combined boolean "may attend" mask, or None; causal is top-left (``tril``)."""
@@ -398,6 +420,138 @@ class TorchBackend(Backend):
         out, vjp_fn = self.torch.func.vjp(fn, *primals)
         return out, vjp_fn
 
+    def peephole_lstm_cell(
+        self, x: Tensor, h: Tensor, c: Tensor, params: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        # torch has no peephole cell (nn.LSTMCell has no cell-state inputs to its gates); written in torch.
+        torch, linear = self.torch, self.functional.linear
+        gates = linear(x, params["w_ih"]) + linear(h, params["w_hh"]) + params["b"]
+        input_gate, forget_gate, candidate, output_gate = gates.chunk(4, dim=-1)
+        c_next = (torch.sigmoid(forget_gate + params["p_f"] * c) * c
+                  + torch.sigmoid(input_gate + params["p_i"] * c) * torch.tanh(candidate))
+        h_next = torch.sigmoid(output_gate + params["p_o"] * c_next) * torch.tanh(c_next)
+        return h_next, c_next
+
+    def lstm_sequence(
+        self, xs: Tensor, h0: Tensor, c0: Tensor, params: dict[str, Tensor], lengths: Tensor | None = None,
+        reverse: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        # torch.nn.LSTM (batch_first) with the protocol's weights; lengths through a packed sequence,
+        # whose padded steps the kernel never reads and pad_packed_sequence fills with zeros.
+        # nn.LSTM has no reverse-only layer: `reverse` runs the backward half of a bidirectional
+        # one (which starts each packed sequence at its own last true step) and keeps that half.
+        torch = self.torch
+        rnn_utils = torch.nn.utils.rnn
+        _, steps, inputs = xs.shape
+        hidden = h0.shape[-1]
+        direction = {
+            "weight_ih_l0": params["w_ih"],
+            "weight_hh_l0": params["w_hh"],
+            "bias_ih_l0": params["b"],
+            "bias_hh_l0": torch.zeros_like(params["b"]),
+        }
+        if reverse:
+            weights = {f"{name}_reverse": value for name, value in direction.items()}
+            weights |= {name: torch.zeros_like(value) for name, value in direction.items()}
+            state = (torch.stack((h0, h0)), torch.stack((c0, c0)))
+        else:
+            weights, state = direction, (h0[None], c0[None])
+        sequence: Any = xs
+        if lengths is not None:
+            cpu_lengths = torch.as_tensor(lengths).to(device="cpu", dtype=torch.int64)
+            sequence = rnn_utils.pack_padded_sequence(xs, cpu_lengths, batch_first=True, enforce_sorted=False)
+        module = _lstm_module(inputs, hidden, reverse)
+        outputs, (h_n, c_n) = torch.func.functional_call(module, weights, (sequence, state))
+        if lengths is not None:
+            outputs, _ = rnn_utils.pad_packed_sequence(outputs, batch_first=True, total_length=steps)
+        return outputs[..., -hidden:], h_n[-1], c_n[-1]
+
+    def clip_grad_norm(self, grads: Sequence[Tensor], max_norm: float) -> list[Tensor]:
+        # torch.nn.utils.clip_grad_norm_ clips the .grad of parameters in place: each gradient is
+        # cloned into the .grad of a stand-in parameter, so the caller's arrays are untouched.
+        torch = self.torch
+        holders = []
+        for grad in grads:
+            holder = torch.zeros_like(grad)
+            holder.grad = grad.detach().clone()
+            holders.append(holder)
+        torch.nn.utils.clip_grad_norm_(holders, max_norm)
+        return [holder.grad for holder in holders]
+
+    def stop_gradient(self, x: Tensor) -> Tensor:
+        return x.detach()
+
+    def warmup_schedule(self, steps: Tensor, d_model: int, warmup: int) -> Tensor:
+        # torch ships no Transformer schedule (LambdaLR takes the formula as a callable); written in torch.
+        torch = self.torch
+        steps = torch.as_tensor(steps, device=self.device).to(torch.float64)
+        return d_model**-0.5 * torch.minimum(steps**-0.5, steps * float(warmup) ** -1.5)
+
+    def additive_attention_scores(self, query: Tensor, keys: Tensor, params: dict[str, Tensor]) -> Tensor:
+        linear = self.functional.linear
+        hidden = self.torch.tanh(linear(query, params["w_query"])[:, None, :] + linear(keys, params["w_key"]))
+        return hidden @ params["v"]
+
+    def luong_scores(self, query: Tensor, keys: Tensor, weight: Tensor | None = None) -> Tensor:
+        if weight is None:
+            return (keys @ query[:, :, None])[..., 0]
+        # F.bilinear computes x1^T A x2 per output feature: one feature, A = W, x1 = s, x2 = h_i.
+        expanded = query[:, None, :].expand(-1, keys.shape[1], -1)
+        return self.functional.bilinear(expanded, keys, weight[None])[..., 0]
+
+    def beam_search(self, initial: Tensor, transitions: Tensor, beam_width: int) -> tuple[Tensor, Tensor]:
+        torch = self.torch
+        vocab = initial.shape[0]
+        # Stable descending sorts: ties go to the earlier beam entry, then to the lower token index.
+        scores, first = torch.sort(initial, descending=True, stable=True)
+        scores, sequences = scores[:beam_width], first[:beam_width, None]
+        for table in transitions:
+            candidates = (scores[:, None] + table[sequences[:, -1]]).reshape(-1)
+            ordered, best = torch.sort(candidates, descending=True, stable=True)
+            parents, tokens = best[:beam_width] // vocab, best[:beam_width] % vocab
+            sequences = torch.cat((sequences[parents], tokens[:, None]), dim=1)
+            scores = ordered[:beam_width]
+        return sequences, scores
+
+    def mlm_corrupt(self, tokens: Tensor, vocab_size: int, mask_id: int, seed: int) -> tuple[Tensor, Tensor]:
+        # A torch.Generator seeded with `seed`: the protocol's law, torch's random stream.
+        torch = self.torch
+        generator = torch.Generator(device=tokens.device).manual_seed(seed)
+        selected = torch.rand(tokens.shape, generator=generator, device=tokens.device) < 0.15
+        action = torch.rand(tokens.shape, generator=generator, device=tokens.device)
+        replacements = torch.randint(
+            0, vocab_size, tokens.shape, generator=generator, device=tokens.device, dtype=tokens.dtype
+        )
+        corrupted = torch.where(selected & (action < 0.8), torch.full_like(tokens, mask_id), tokens)
+        corrupted = torch.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
+        return corrupted, selected
+
+    def patch_embed(self, images: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        # A convolution with kernel and stride P (what torchvision's ViT conv_proj does), then
+        # (B, E, H/P, W/P) -> (B, N, E) with patches numbered row by row.
+        embedded = self.functional.conv2d(images, weight, bias, stride=weight.shape[-1])
+        return embedded.flatten(2).transpose(1, 2)
+
+    def gat_attention(
+        self, h: Tensor, adjacency: Tensor, w: Tensor, a: Tensor, negative_slope: float = 0.2
+    ) -> Tensor:
+        torch, functional = self.torch, self.functional
+        projected = functional.linear(h, w)
+        width = projected.shape[-1]
+        scores = (projected @ a[:width])[:, None] + (projected @ a[width:])[None, :]
+        scores = functional.leaky_relu(scores, negative_slope)
+        allowed = torch.as_tensor(adjacency, device=h.device).to(torch.bool)
+        # exp(-inf) is exactly 0: non-neighbours get exactly zero weight.
+        return torch.softmax(scores.masked_fill(~allowed, -math.inf), dim=-1)
+
+    def attention_with_bias(
+        self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float | None = None
+    ) -> Tensor:
+        # SDPA's float attn_mask is added to the scaled logits before the softmax: the protocol's bias.
+        bias = self.torch.as_tensor(bias, device=q.device).to(q.dtype)
+        with self._kernel():
+            return self.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
 
 @functools.lru_cache(maxsize=64)
 def _cell_module(cell: str, input_size: int, hidden_size: int) -> Any:
@@ -405,3 +559,11 @@ def _cell_module(cell: str, input_size: int, hidden_size: int) -> Any:
     import torch
 
     return getattr(torch.nn, cell)(input_size, hidden_size, bias=True, device="meta")
+
+
+@functools.lru_cache(maxsize=64)
+def _lstm_module(input_size: int, hidden_size: int, bidirectional: bool) -> Any:
+    """A shape-only one-layer ``torch.nn.LSTM`` (batch first) on the meta device, like :func:`_cell_module`."""
+    import torch
+
+    return torch.nn.LSTM(input_size, hidden_size, batch_first=True, bidirectional=bidirectional, device="meta")

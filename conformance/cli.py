@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=300.0,
                      help="seconds one property may take on one backend before it is an error (default 300)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
+    run.add_argument("--no-claims", action="store_true",
+                     help="leave the documents' claims out of the results (they are checked by default)")
     _add_spec_option(run)
 
     listing = commands.add_parser("list", help="list the properties")
@@ -138,6 +140,10 @@ def _command_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished result is in {jsonl_path}", file=sys.stderr)
         return 130
+    if not args.no_claims and catalogue.claims:
+        from nnspec.claims import check_all
+
+        document.claims = check_all(catalogue)
     document.write(json_path)
     if args.html:
         from nnspec.reports.html import write_report

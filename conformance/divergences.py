@@ -3,10 +3,16 @@
 Format of ``backends/divergences/<backend>.txt``::
 
     # Fully masked query rows: the SDPA math kernel returns NaN where the reference returns 0.
-    masking.fully_masked_rows.*   torch:cpu*   # reason shown in the report
+    masking.fully_masked_rows.*   torch:cpu*                  # reason shown in the report
+    attention.sdpa.*              jax:*       dtype=float64   # softmax computed in float32
 
-Each entry is a property-id pattern and a target pattern (shell-style globs), then ``#`` and the
-reason. A comment line applies as the reason to the entries below it that give none.
+Each entry is a property-id pattern and a target pattern (shell-style globs), optionally the
+dtypes it concerns (``dtype=float64`` or ``dtype=float16,bfloat16``), then ``#`` and the reason.
+A comment line applies as the reason to the entries below it that give none.
+
+An entry without dtypes marks the whole property on that target: a failure is ``xfail``, a pass
+``xpass`` (a stale entry). An entry with dtypes removes those dtypes from the property's domain on
+that target, so the others stay checked, and the record's message says what was left out and why.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ class Divergence:
     property_pattern: str
     target_pattern: str
     reason: str
+    dtypes: tuple[str, ...] = ()
 
     def matches(self, property_id: str, target: str) -> bool:
         return fnmatch.fnmatchcase(property_id, self.property_pattern) and fnmatch.fnmatchcase(
@@ -44,12 +51,16 @@ def parse(text: str, path: str) -> list[Divergence]:
             continue
         body, _, reason = line.partition("#")
         fields = body.split()
+        dtypes: tuple[str, ...] = ()
+        if len(fields) == 3 and fields[2].startswith("dtype="):
+            dtypes = tuple(fields[2].removeprefix("dtype=").split(","))
+            fields = fields[:2]
         if len(fields) != 2:
             raise SpecError(
-                f"expected '<property pattern> <target pattern>  # reason'. Received: {raw!r}",
+                f"expected '<property pattern> <target pattern> [dtype=...]  # reason'. Received: {raw!r}",
                 path=path, line=number,
             )
-        entries.append(Divergence(fields[0], fields[1], reason.strip() or section or "known divergence"))
+        entries.append(Divergence(fields[0], fields[1], reason.strip() or section or "known divergence", dtypes))
     return entries
 
 
@@ -65,4 +76,15 @@ def for_backend(name: str, extra: Path | None = None) -> list[Divergence]:
 
 
 def find(entries: list[Divergence], property_id: str, target: str) -> Divergence | None:
-    return next((entry for entry in entries if entry.matches(property_id, target)), None)
+    """The entry marking the whole property on this target, if any."""
+    return next((e for e in entries if not e.dtypes and e.matches(property_id, target)), None)
+
+
+def excluded_dtypes(entries: list[Divergence], property_id: str, target: str) -> dict[str, str]:
+    """Dtypes to leave out of the property on this target, each with its reason."""
+    excluded: dict[str, str] = {}
+    for entry in entries:
+        if entry.dtypes and entry.matches(property_id, target):
+            for dtype in entry.dtypes:
+                excluded.setdefault(dtype, entry.reason)
+    return excluded

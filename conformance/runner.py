@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import shlex
@@ -148,6 +149,18 @@ def run_property(
         record.status, record.message = "skip", f"not applicable: the backend has no {', '.join(missing)}"
         return record
     wanted = prop.inputs.get("dtypes", ["float64"])
+    excluded = divergences.excluded_dtypes(known or [], prop.id, backend.target)
+    left_out = ""
+    if excluded:
+        kept = [dtype for dtype in wanted if dtype not in excluded]
+        reasons = "; ".join(f"{dtype}: {reason}" for dtype, reason in excluded.items() if dtype in wanted)
+        if not kept:
+            record.status, record.message = "xfail", f"known divergence in every dtype of the domain ({reasons})"
+            return record
+        if reasons:
+            left_out = f"not checked in {', '.join(d for d in excluded if d in wanted)} (known divergence: {reasons}). "
+        prop = dataclasses.replace(prop, inputs={**prop.inputs, "dtypes": kept})
+        wanted = kept
     if not any(backend.supports_dtype(dtype) for dtype in wanted):
         record.status = "skip"
         record.message = f"not applicable: the backend computes in none of {wanted}"
@@ -169,6 +182,8 @@ def run_property(
     example._hypothesis_internal_add_digest = f"{prop.id}[{backend.target}]".encode()  # type: ignore[attr-defined]
     test = hypothesis_seed(seed)(run_settings(given(st.data())(example)))
     failure_measure: tuple[float, float] | None = None
+    compile_clock = getattr(backend, "compile_seconds", None)
+    compile_before = float(compile_clock()) if callable(compile_clock) else 0.0
     started = time.perf_counter()
     try:
         # Overflow in a value regime is judged by the checks themselves, not reported as a warning.
@@ -200,6 +215,11 @@ def run_property(
         record.worst_error, record.tolerance = failure_measure
     if record.status in ("fail", "error") and state["case"] is not None:
         record.counterexample = state["case"].counterexample()
+    if left_out:
+        record.message = left_out + record.message
+    compile_clock = getattr(backend, "compile_seconds", None)
+    if callable(compile_clock):
+        record.compile_s = round(float(compile_clock()) - compile_before, 4)
     divergence = divergences.find(known or [], prop.id, backend.target)
     if divergence is not None:
         if record.status in ("fail", "error"):

@@ -11,6 +11,7 @@ what Hypothesis drew.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -82,28 +83,54 @@ def _values(rng: np.random.Generator, shape: tuple[int, ...], regime: str) -> np
     raise ValueError(f"unknown value regime {regime!r}")
 
 
-_STRUCTURES: dict[tuple[str, tuple[str, ...]], st.SearchStrategy[dict[str, Any]]] = {}
+_STRUCTURES: dict[tuple[str, tuple[str, ...], int], st.SearchStrategy[dict[str, Any]]] = {}
 
 
-def structure_strategy(prop: Property, dtypes: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
+def pooled_size(name: str, low: int, high: int, slot: int) -> int:
+    """The size of ``name`` in pool slot ``slot``: the minimum in slot 0, else a fixed pseudo-random pick.
+
+    The pick depends on the name, the range and the slot only, so properties with the same ranges
+    share shapes (and a compiling backend's compiled code), run after run.
+    """
+    if slot == 0 or low == high:
+        return low
+    return int(np.random.default_rng(zlib.crc32(f"{name}:{low}:{high}:{slot}".encode())).integers(low, high + 1))
+
+
+def structure_strategy(prop: Property, dtypes: tuple[str, ...], pool: int = 0) -> st.SearchStrategy[dict[str, Any]]:
     """One strategy for every structural choice of an example of ``prop``.
 
     Sizes come from the domain's ``[min, max]`` ranges, then the dtype (among those the backend
     computes in), the value regime, the mask kind, and the 32-bit seed that fills the arrays.
     Drawing them together costs one Hypothesis draw instead of one per choice.
+
+    With ``pool`` > 0 (a backend that compiles once per input shape sets ``shape_pool``), the sizes
+    are not drawn freely: Hypothesis draws one of ``pool`` fixed shapes, slot 0 being every size at
+    its minimum, so shrinking still ends at the smallest shape and compilation stays bounded.
     """
-    key = (prop.id, dtypes)
+    key = (prop.id, dtypes, pool)
     if key not in _STRUCTURES:
-        parts: dict[str, st.SearchStrategy[Any]] = {
-            name: st.integers(int(bounds[0]), int(bounds[1]))
+        ranges = {
+            name: (int(bounds[0]), int(bounds[1]))
             for name, bounds in prop.inputs.items()
             if isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int) for b in bounds)
         }
-        parts["dtype"] = st.sampled_from(dtypes) if dtypes else st.just("float64")
-        parts["values"] = st.sampled_from(prop.inputs.get("values", ["normal"]))
-        parts["mask"] = st.sampled_from(prop.inputs.get("masks", ["none"]))
-        parts["seed"] = st.integers(0, 2**32 - 1)
-        _STRUCTURES[key] = st.fixed_dictionaries(parts)
+        parts: dict[str, st.SearchStrategy[Any]] = {
+            "dtype": st.sampled_from(dtypes) if dtypes else st.just("float64"),
+            "values": st.sampled_from(prop.inputs.get("values", ["normal"])),
+            "mask": st.sampled_from(prop.inputs.get("masks", ["none"])),
+            "seed": st.integers(0, 2**32 - 1),
+        }
+        if pool:
+            def sizes(slot: int) -> dict[str, int]:
+                return {name: pooled_size(name, low, high, slot) for name, (low, high) in ranges.items()}
+
+            strategy = st.tuples(st.integers(0, pool - 1).map(sizes), st.fixed_dictionaries(parts)).map(
+                lambda pair: {**pair[0], **pair[1]})
+        else:
+            strategy = st.fixed_dictionaries(
+                {**{name: st.integers(low, high) for name, (low, high) in ranges.items()}, **parts})
+        _STRUCTURES[key] = strategy
     return _STRUCTURES[key]
 
 
@@ -145,7 +172,8 @@ class Case:
         """The example's structure, drawn from the domain in one Hypothesis draw (see the module doc)."""
         if self._structure is None:
             usable = tuple(d for d in self.prop.inputs.get("dtypes", ["float64"]) if self.backend.supports_dtype(d))
-            self._structure = self.data.draw(structure_strategy(self.prop, usable), label="inputs")
+            pool = int(getattr(self.backend, "shape_pool", 0) or 0)
+            self._structure = self.data.draw(structure_strategy(self.prop, usable, pool), label="inputs")
         return self._structure
 
     def _range(self, name: str, default: tuple[int, int] | None) -> tuple[int, int]:

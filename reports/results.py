@@ -46,6 +46,8 @@ class Record:
     message: str = ""
     reproduce: str = ""
     seed: int | None = None
+    #: Seconds the backend spent compiling during this record (backends with a compile clock only).
+    compile_s: float | None = None
 
     @builtins.property  # the field ``property`` shadows the builtin inside this class body
     def ratio(self) -> float | None:

@@ -152,3 +152,35 @@ def test_refused_inputs_are_discarded_not_failed(catalogue: Catalogue) -> None:
     assert some.status == "pass"  # the unmasked draws still ran
     every = run_property(catalogue.property("masking.keys.masked_weight_zero"), backend, quick_options())
     assert every.status == "skip" and "this kernel takes no mask" in every.message
+
+
+def test_divergences_mark_a_property_or_leave_out_a_dtype(catalogue: Catalogue) -> None:
+    from nnspec import divergences
+    from tests.mutants.reference_mutants import CausalMaskOffByOne
+
+    entries = divergences.parse(
+        "# the off-by-one kernel\n"
+        "masking.causal.first_position_self_only  mutant-*  # whole property\n"
+        "softmax.formula.matches  mutant-*  dtype=float16,float32  # low precision only\n",
+        "test.txt",
+    )
+    assert entries[1].dtypes == ("float16", "float32")
+    backend = CausalMaskOffByOne()
+    marked = run_property(catalogue.property("masking.causal.first_position_self_only"), backend,
+                          quick_options(), known=entries)
+    assert marked.status == "xfail" and "whole property" in marked.message
+    narrowed = run_property(catalogue.property("softmax.formula.matches"), backend, quick_options(), known=entries)
+    assert narrowed.status == "pass" and "not checked in float16, float32" in narrowed.message
+    stale = divergences.parse("softmax.formula.matches  mutant-*  # fixed upstream\n", "t.txt")
+    assert run_property(catalogue.property("softmax.formula.matches"), backend, quick_options(),
+                        known=stale).status == "xpass"
+
+
+def test_malformed_divergence_line_names_file_and_line() -> None:
+    import pytest
+
+    from nnspec import divergences
+    from nnspec.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"torch\.txt:2.*Received: 'just-one-field'"):
+        divergences.parse("# fine\njust-one-field\n", "torch.txt")

@@ -28,7 +28,7 @@ def padding_invariance(case: Case) -> None:
     real = q.shape[2]
     outputs = []
     for index in range(2):
-        pad = case.size(f"pad_{index}", (0, 6))
+        pad = case.size(f"pad_{index}", (0, 4))
         regime = case.regime(f"pad_values_{index}")
 
         def padded(x: np.ndarray, name: str, pad: int = pad, regime: str = regime, index: int = index) -> np.ndarray:
@@ -168,7 +168,10 @@ def causal_alignment(case: Case) -> None:
     """With L != S, ``is_causal`` is top-left aligned (key j visible to query i when j <= i).
 
     The weights are read through the attention kernel itself: with values ``V = I_S`` the output
-    is the weight matrix. The message names the alignment found otherwise (bottom-right: j <= i + S - L).
+    is the weight matrix. So that q, k and v share one head width (some kernels require it), all
+    three are zero-padded to ``max(D, S)`` columns and the scale is given as ``1 / sqrt(D)``: zero
+    columns change no logit. The message names the alignment found otherwise (bottom-right:
+    j <= i + S - L).
     """
     batch, heads = case.size("batch", (1, 2)), case.size("heads", (1, 2))
     q_len = case.size("q_len", (1, 8))
@@ -176,10 +179,15 @@ def causal_alignment(case: Case) -> None:
     if k_len == q_len:
         k_len = q_len + 1 if case.flag("longer_keys") or q_len == 1 else q_len - 1
     dim = case.size("dim", (1, 8))
-    q = case.array("q", (batch, heads, q_len, dim), "uniform")
-    k = case.array("k", (batch, heads, k_len, dim), "uniform")
-    identity = case.keep("v", np.broadcast_to(np.eye(k_len, dtype=q.dtype), (batch, heads, k_len, k_len)).copy())
-    weights = case.call("attention", q, k, identity, is_causal=True).astype(np.float64)
+    width = max(dim, k_len)
+    q = np.zeros((batch, heads, q_len, width), dtype=case.dtype())
+    k = np.zeros((batch, heads, k_len, width), dtype=case.dtype())
+    q[..., :dim] = case.array("q", (batch, heads, q_len, dim), "uniform")
+    k[..., :dim] = case.array("k", (batch, heads, k_len, dim), "uniform")
+    identity = np.zeros((batch, heads, k_len, width), dtype=case.dtype())
+    identity[..., :k_len] = np.eye(k_len)
+    weights = case.call("attention", q, k, identity, is_causal=True, scale=1.0 / np.sqrt(dim))
+    weights = weights.astype(np.float64)[..., :k_len]
     found = _alignment(weights, q_len, k_len)
     case.require(found == "top-left",
                  f"is_causal with L = {q_len} queries and S = {k_len} keys uses {found} alignment "

@@ -34,14 +34,27 @@ def _tokens(case: Case, name: str = "x", regime: str | None = None) -> np.ndarra
 
 @checker("layer_norm_matches_formula", requires=("layer_norm",))
 def layer_norm_matches_formula(case: Case) -> None:
-    """``layer_norm(x, gamma, beta)`` equals the documents' formula over the last axis, in float64."""
+    """``layer_norm(x, gamma, beta)`` equals the documents' formula over the last axis, in float64.
+
+    ``params.offset`` adds that constant to every input, so that each token's mean is large against
+    its spread; the oracle sees the same rounded inputs.
+    """
     x = _tokens(case)
+    offset = float(case.params.get("offset", 0.0))
+    if offset:
+        x = case.keep("x", (x.astype(np.float64) + offset).astype(x.dtype))
     width = x.shape[-1]
     weight = case.array("weight", (width,), "normal")
     bias = case.array("bias", (width,), "normal")
     actual = case.call("layer_norm", x, weight, bias)
-    case.close("layer norm", actual, layer_norm_oracle(x, weight, bias),
-               magnitude=float(np.max(np.abs(weight.astype(np.float64)), initial=0.0)))
+    magnitude = float(np.max(np.abs(weight.astype(np.float64)), initial=0.0))
+    if offset:
+        # Centring is ill-conditioned by |x| / sigma: a backward-stable (two-pass) computation errs by
+        # about that many ulps, the one-pass mean(x^2) - mean(x)^2 by its square.
+        x64 = x.astype(np.float64)
+        spread = np.maximum(x64.std(axis=-1), np.finfo(np.float64).tiny)
+        magnitude *= float(np.max(np.max(np.abs(x64), axis=-1) / spread))
+    case.close("layer norm", actual, layer_norm_oracle(x, weight, bias), magnitude=magnitude)
 
 
 @checker("layer_norm_standardises_each_token", requires=("layer_norm",))

@@ -93,7 +93,7 @@ def residual_identity_path_through_depth(case: Case) -> None:
     sublayers' other weights are drawn at a standard initialisation.
     """
     heads, width = heads_and_width(case, min_width=3)
-    depth = case.size("layers", (1, 12))
+    depth = case.size("layers", (1, 6))
     x = case.array("x", (1, case.size("q_len", (1, 3)), width), case.regime())
     cotangent = case.array("cotangent", x.shape, "normal")
     sublayers = []

@@ -155,6 +155,17 @@ class LayerNormWithoutCentering(NumpyBackend):
         return x / np.sqrt((x**2).mean(axis=-1, keepdims=True) + eps) * weight + bias
 
 
+class LayerNormOnePassVariance(NumpyBackend):
+    """Layer norm takes the variance in one pass as mean(x^2) - mean(x)^2, which cancels for large means."""
+
+    name: ClassVar[str] = "mutant-layer-norm-one-pass-variance"
+
+    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
+        mean = x.mean(axis=-1, keepdims=True)
+        variance = np.maximum((x * x).mean(axis=-1, keepdims=True) - mean * mean, 0.0)
+        return (x - mean) / np.sqrt(variance + eps) * weight + bias
+
+
 # -- feed-forward network ---------------------------------------------------------------------------
 
 
@@ -248,6 +259,7 @@ REJECTED_BY: dict[type[NumpyBackend], tuple[str, ...]] = {
                                 "normalisation.layer_norm.standardises_each_token", "residual.pre_ln.matches_oracle"),
     LayerNormOverSequence: ("normalisation.layer_norm.batch_independent",
                             "normalisation.layer_norm.standardises_each_token"),
+    LayerNormOnePassVariance: ("normalisation.layer_norm.accurate_for_large_means",),
     LayerNormWithoutCentering: ("normalisation.layer_norm.matches_formula", "residual.depth.pre_ln_identity_path"),
     FeedForwardConvWidthTwo: ("feed_forward.formula.matches", "feed_forward.position_wise.permutation_equivariance",
                               "feed_forward.position_wise.token_independence"),
