@@ -253,6 +253,8 @@ class TorchBackend(Backend):
             mask, is_causal = self._allowed(mask, True, q.shape[-2], k.shape[-2]), False
         elif mask is not None:
             mask = mask.to(self.torch.bool)
+        if mask is not None:
+            mask = _four_dimensional(mask)
         with self._kernel():
             return self.functional.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
@@ -548,9 +550,14 @@ class TorchBackend(Backend):
         self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float | None = None
     ) -> Tensor:
         # SDPA's float attn_mask is added to the scaled logits before the softmax: the protocol's bias.
-        bias = self.torch.as_tensor(bias, device=q.device).to(q.dtype)
+        bias = _four_dimensional(self.torch.as_tensor(bias, device=q.device).to(q.dtype))
         with self._kernel():
             return self.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+
+def _four_dimensional(mask: Tensor) -> Tensor:
+    """A mask broadcasting to ``(B, H, L, S)`` as a 4-D view: torch's CPU flash kernel takes 2-D and 4-D masks only."""
+    return mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape)) if mask.ndim < 4 else mask
 
 
 @functools.lru_cache(maxsize=64)

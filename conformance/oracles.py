@@ -76,3 +76,29 @@ def rnn_cell(x: np.ndarray, h: np.ndarray, params: dict[str, np.ndarray]) -> np.
     return np.tanh(np.asarray(h, np.float64) @ params["w_hh"].T.astype(np.float64)
                    + np.asarray(x, np.float64) @ params["w_ih"].T.astype(np.float64)
                    + params["b"].astype(np.float64))
+
+
+def attention_in_precision(q: np.ndarray, k: np.ndarray, v: np.ndarray, dtype: str,
+                           allowed: np.ndarray | None = None, scale: float | None = None) -> np.ndarray:
+    """A plain dense attention in ``dtype``: every intermediate (logits, exponentials, row sums,
+    weights, output) rounded to ``dtype``, accumulating in float32 as half-precision kernels do.
+
+    The error this makes against :func:`attention` is the yardstick for float16/bfloat16 results.
+    """
+    from nnspec.strategies import cast
+
+    def rounded(x: np.ndarray) -> np.ndarray:
+        return cast(np.asarray(x, np.float32), dtype).astype(np.float32)
+
+    q32, k32, v32 = (rounded(a) for a in (q, k, v))
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    logits = rounded(np.einsum("...ld,...sd->...ls", q32, k32) * np.float32(scale))
+    if allowed is None:
+        allowed = np.ones(logits.shape, dtype=bool)
+    allowed = np.broadcast_to(allowed, logits.shape)
+    peak = np.max(np.where(allowed, logits, -np.inf), axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0).astype(np.float32)
+    exponentials = rounded(np.where(allowed, np.exp(logits - peak), 0.0))
+    totals = exponentials.sum(axis=-1, keepdims=True)
+    weights = rounded(exponentials / np.where(totals > 0, totals, 1.0))
+    return rounded(np.einsum("...ls,...sd->...ld", weights, v32)).astype(np.float64)

@@ -215,6 +215,8 @@ def run_property(
         record.worst_error, record.tolerance = failure_measure
     if record.status in ("fail", "error") and state["case"] is not None:
         record.counterexample = state["case"].counterexample()
+    if record.status == "pass" and worst.notes:
+        record.message = "; ".join(worst.notes)
     if left_out:
         record.message = left_out + record.message
     compile_clock = getattr(backend, "compile_seconds", None)

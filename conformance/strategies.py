@@ -44,6 +44,8 @@ class Worst:
         self.ratio = -1.0
         self.error: float | None = None
         self.tolerance: float | None = None
+        #: Observations a checker records with :meth:`Case.note`; a passing record reports them.
+        self.notes: dict[str, None] = {}
 
     def update(self, error: float, tolerance: float) -> None:
         ratio = error / tolerance if tolerance > 0 else (0.0 if error == 0 else float("inf"))
@@ -190,7 +192,9 @@ class Case:
         return low, high
 
     def size(self, name: str, default: tuple[int, int] | None = None, minimum: int | None = None) -> int:
-        """An integer from the domain's ``inputs[name]`` range (or ``default``), at least ``minimum``."""
+        """The example's size ``name``: from the domain's ``inputs[name]`` range (or ``default``), at
+        least ``minimum``. A name in the domain has one value per example, however often it is asked
+        for; draw several independent values with :meth:`choice` under distinct names or from ``rng``."""
         low, high = self._range(name, default)
         if name in self.structure:
             value = int(self.structure[name])
@@ -349,6 +353,9 @@ class Case:
         """
         dtype = dtype or self.dtype()
         tolerance = self.tolerance_for(dtype)
+        if dtype in LOW_PRECISION and baseline is not None and dtype not in self.prop.tolerance:
+            # Judged against the same-precision dense baseline: only a few ulps on top of its error.
+            tolerance = Tolerance(2 * EPSILON[dtype], 2 * EPSILON[dtype])
         if magnitude is not None and magnitude > 1.0:
             tolerance = Tolerance(tolerance.atol * magnitude, tolerance.rtol, tolerance.exact)
         use_baseline = baseline if dtype in LOW_PRECISION else None
@@ -383,6 +390,11 @@ class Case:
                 f"per-example false-alarm rate {self.alpha:.3g}",
                 error=float(error), tolerance=float(tolerance),
             )
+
+    def note(self, observation: str) -> None:
+        """Record what the backend was seen to do (an implementation-defined choice, say); a passing
+        record's message lists these, so a MAY property reports what it found, not only failures."""
+        self.worst.notes[observation] = None
 
     def epsilon(self, dtype: str | None = None) -> float:
         return EPSILON[dtype or self.dtype()]

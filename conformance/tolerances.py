@@ -1,6 +1,6 @@
 """Tolerances that follow precision.
 
-float64 is judged tightly and float32 loosely: both by default at a fixed number of ulps of their own
+float64 is judged tightly and float32 loosely: both by default at 256 ulps of their own
 epsilon, so the float32 tolerance is the float64 one times eps(float32) / eps(float64);
 float16 and bfloat16 are judged against the error that a plain dense implementation in the same
 precision makes against a float64 reference (the "baseline"), times a stated factor.
@@ -16,8 +16,9 @@ import numpy as np
 #: Machine epsilon per dtype name (bfloat16 keeps 8 bits of mantissa).
 EPSILON = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-23, "float64": 2.0**-52}
 LOW_PRECISION = ("float16", "bfloat16")
-#: Default tolerance, in units of epsilon: errors grow with reductions over the drawn sizes.
-DEFAULT_ULPS = 256.0
+#: Default tolerance, in units of each dtype's epsilon: errors grow with reductions over the drawn
+#: sizes. Half precisions get fewer ulps, since each of their ulps is already coarse.
+DEFAULT_ULPS = {"float64": 256.0, "float32": 256.0, "float16": 32.0, "bfloat16": 32.0}
 DEFAULT_LOW_PRECISION_FACTOR = 4.0
 
 
@@ -44,7 +45,7 @@ def for_dtype(spec_tolerance: dict[str, Any] | None, dtype: str) -> Tolerance:
     if dtype in spec_tolerance:
         pair = spec_tolerance[dtype]
         return Tolerance(float(pair.get("atol", 0.0)), float(pair.get("rtol", 0.0)))
-    default = DEFAULT_ULPS * EPSILON[dtype]
+    default = DEFAULT_ULPS[dtype] * EPSILON[dtype]
     return Tolerance(default, default)
 
 

@@ -13,9 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nnspec.backends import PRIMITIVES, Backend, Unavailable  # noqa: E402
+from nnspec.backends import PRIMITIVES, Backend, InputNotSupported, Unavailable  # noqa: E402
 from nnspec.backends import torch as torch_module  # noqa: E402
 from nnspec.backends.discovery import resolve  # noqa: E402
+from nnspec.backends.numpy import NumpyBackend  # noqa: E402
 from nnspec.backends.torch import TorchBackend  # noqa: E402
 from nnspec.errors import BackendError  # noqa: E402
 
@@ -85,7 +86,9 @@ def test_primitives_are_defined_in_protocol_order() -> None:
 def test_plain_target_supports_every_primitive_and_variants_only_attention(backend: TorchBackend) -> None:
     assert all(backend.supports(p) for p in PRIMITIVES)
     math_variant = TorchBackend("cpu", "math")
-    assert {p for p in PRIMITIVES if math_variant.supports(p)} == {"attention", "multi_head_attention", "vjp"}
+    assert {p for p in PRIMITIVES if math_variant.supports(p)} == {
+        "attention", "multi_head_attention", "attention_with_bias", "vjp"
+    }
 
 
 def test_targets_name_device_and_kernel() -> None:
@@ -488,6 +491,176 @@ def test_vjp_of_two_outputs_and_two_inputs(backend: TorchBackend) -> None:
     np.testing.assert_allclose(backend.to_numpy(grad_c), finite_difference(lambda a: both(h, a), c, cotangent), rtol=1e-6)
 
 
+# -- against the NumPy reference: the primitives added as the catalogue grew ---------------------
+
+
+@pytest.fixture(scope="module")
+def reference() -> NumpyBackend:
+    return NumpyBackend()
+
+
+def tensors(backend: TorchBackend, params: dict[str, np.ndarray]) -> dict:
+    return {name: backend.asarray(value) for name, value in params.items()}
+
+
+def lstm_params(rng: np.random.Generator, inputs: int, hidden: int) -> dict[str, np.ndarray]:
+    return {"w_ih": random(rng, 4 * hidden, inputs), "w_hh": random(rng, 4 * hidden, hidden), "b": random(rng, 4 * hidden)}
+
+
+def test_peephole_lstm_cell_agrees_with_numpy(backend: TorchBackend, reference: NumpyBackend) -> None:
+    rng = np.random.default_rng(30)
+    x, h, c = random(rng, 3, 4), random(rng, 3, 5), random(rng, 3, 5)
+    params = lstm_params(rng, 4, 5) | {name: random(rng, 5) for name in ("p_i", "p_f", "p_o")}
+    actual = backend.peephole_lstm_cell(*to_torch(backend, x, h, c), tensors(backend, params))
+    for got, want in zip(actual, reference.peephole_lstm_cell(x, h, c, params), strict=True):
+        np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lengths", [None, [6, 1, 4]], ids=["full", "padded"])
+def test_lstm_sequence_agrees_with_numpy(backend: TorchBackend, reference: NumpyBackend, lengths, reverse: bool) -> None:
+    rng = np.random.default_rng(31)
+    xs, h0, c0 = random(rng, 3, 6, 4), random(rng, 3, 5), random(rng, 3, 5)
+    params = lstm_params(rng, 4, 5)
+    lengths = None if lengths is None else np.array(lengths)
+    if lengths is not None:  # padding holds garbage that a layer reading it would show
+        xs = np.where(np.arange(6)[None, :, None] >= lengths[:, None, None], 1e3, xs)
+    actual = backend.lstm_sequence(
+        *to_torch(backend, xs, h0, c0), tensors(backend, params),
+        lengths=None if lengths is None else backend.asarray(lengths), reverse=reverse,
+    )
+    expected = reference.lstm_sequence(xs, h0, c0, params, lengths=lengths, reverse=reverse)
+    for got, want in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 3.0])
+def test_clip_grad_norm_agrees_with_numpy_and_leaves_inputs_alone(
+    backend: TorchBackend, reference: NumpyBackend, ratio: float
+) -> None:
+    rng = np.random.default_rng(32)
+    grads = [random(rng, 3, 2), random(rng, 4), random(rng, 1, 1)]
+    norm = np.sqrt(sum(np.sum(g**2) for g in grads))
+    grads = [g * (ratio * 2.0 / norm) for g in grads]  # global norm = ratio * max_norm
+    inputs = to_torch(backend, *grads)
+    clipped = backend.clip_grad_norm(inputs, 2.0)
+    for got, want, given, original in zip(clipped, reference.clip_grad_norm(grads, 2.0), inputs, grads, strict=True):
+        np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-6)  # torch divides by norm + 1e-6
+        assert np.array_equal(backend.to_numpy(given), original)
+
+
+def test_stop_gradient_keeps_the_value_and_blocks_the_gradient(backend: TorchBackend) -> None:
+    rng = np.random.default_rng(33)
+    x = backend.asarray(random(rng, 4))
+    out, vjp_fn = backend.vjp(lambda a: backend.stop_gradient(a) * a, x)
+    (grad,) = vjp_fn(torch.ones_like(out))
+    np.testing.assert_array_equal(backend.to_numpy(out), backend.to_numpy(x) ** 2)
+    np.testing.assert_array_equal(backend.to_numpy(grad), backend.to_numpy(x))  # d(c * a)/da = c, not 2a
+
+
+def test_warmup_schedule_agrees_with_numpy(backend: TorchBackend, reference: NumpyBackend) -> None:
+    steps = np.array([1, 2, 399, 400, 401, 1600, 12345])
+    actual = backend.to_numpy(backend.warmup_schedule(backend.asarray(steps), 512, 400))
+    np.testing.assert_allclose(actual, reference.warmup_schedule(steps, 512, 400), rtol=1e-14)
+
+
+def test_additive_attention_scores_agree_with_numpy(backend: TorchBackend, reference: NumpyBackend) -> None:
+    rng = np.random.default_rng(34)
+    query, keys = random(rng, 2, 3), random(rng, 2, 5, 4)
+    params = {"w_query": random(rng, 6, 3), "w_key": random(rng, 6, 4), "v": random(rng, 6)}
+    actual = backend.additive_attention_scores(*to_torch(backend, query, keys), tensors(backend, params))
+    np.testing.assert_allclose(
+        backend.to_numpy(actual), reference.additive_attention_scores(query, keys, params), rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["dot", "general"])
+def test_luong_scores_agree_with_numpy(backend: TorchBackend, reference: NumpyBackend, general: bool) -> None:
+    rng = np.random.default_rng(35)
+    query, keys = random(rng, 2, 3), random(rng, 2, 5, 4 if general else 3)
+    weight = random(rng, 3, 4) if general else None
+    actual = backend.luong_scores(*to_torch(backend, query, keys), None if weight is None else backend.asarray(weight))
+    np.testing.assert_allclose(backend.to_numpy(actual), reference.luong_scores(query, keys, weight), rtol=1e-10)
+
+
+@pytest.mark.parametrize("beam_width", [1, 3, 20])
+@pytest.mark.parametrize("ties", [False, True])
+def test_beam_search_agrees_with_numpy(
+    backend: TorchBackend, reference: NumpyBackend, beam_width: int, ties: bool
+) -> None:
+    rng = np.random.default_rng(36 + beam_width)
+    initial, transitions = random(rng, 4), random(rng, 3, 4, 4)
+    if ties:  # a few distinct values: the tie-breaking rule decides which sequences are kept
+        initial, transitions = np.round(initial), np.round(transitions)
+    tokens, scores = backend.beam_search(*to_torch(backend, initial, transitions), beam_width)
+    expected_tokens, expected_scores = reference.beam_search(initial, transitions, beam_width)
+    np.testing.assert_array_equal(backend.to_numpy(tokens), expected_tokens)
+    np.testing.assert_allclose(backend.to_numpy(scores), expected_scores, rtol=1e-12)
+
+
+def test_mlm_corrupt_follows_the_law_and_the_seed(backend: TorchBackend) -> None:
+    # torch's random stream is not NumPy's: the law is checked, not the draw.
+    rng = np.random.default_rng(37)
+    tokens = rng.integers(1, 50, (200, 250))
+    corrupted, selected = (backend.to_numpy(a) for a in backend.mlm_corrupt(backend.asarray(tokens), 50, 0, seed=7))
+    assert selected.dtype == bool and corrupted.dtype == tokens.dtype
+    assert np.array_equal(corrupted[~selected], tokens[~selected])
+    total, chosen = tokens.size, int(selected.sum())
+    assert abs(chosen - 0.15 * total) < 5 * np.sqrt(0.15 * 0.85 * total)
+    masked = int(np.sum(corrupted[selected] == 0))
+    assert abs(masked - 0.8 * chosen) < 5 * np.sqrt(0.8 * 0.2 * chosen)
+    again, _ = backend.mlm_corrupt(backend.asarray(tokens), 50, 0, seed=7)
+    other, _ = backend.mlm_corrupt(backend.asarray(tokens), 50, 0, seed=8)
+    assert np.array_equal(backend.to_numpy(again), corrupted)
+    assert not np.array_equal(backend.to_numpy(other), corrupted)
+
+
+def test_patch_embed_agrees_with_numpy(backend: TorchBackend, reference: NumpyBackend) -> None:
+    rng = np.random.default_rng(38)
+    images, weight, bias = random(rng, 2, 3, 6, 9), random(rng, 5, 3, 3, 3), random(rng, 5)
+    actual = backend.patch_embed(*to_torch(backend, images, weight, bias))
+    np.testing.assert_allclose(backend.to_numpy(actual), reference.patch_embed(images, weight, bias), rtol=1e-10)
+
+
+def test_gat_attention_agrees_with_numpy(backend: TorchBackend, reference: NumpyBackend) -> None:
+    rng = np.random.default_rng(39)
+    h, w, a = random(rng, 6, 4), random(rng, 3, 4), random(rng, 6)
+    adjacency = (rng.random((6, 6)) < 0.4) | np.eye(6, dtype=bool)
+    actual = backend.to_numpy(backend.gat_attention(*to_torch(backend, h, adjacency, w, a), negative_slope=0.1))
+    np.testing.assert_allclose(actual, reference.gat_attention(h, adjacency, w, a, negative_slope=0.1), rtol=1e-10)
+    assert np.all(actual[~adjacency] == 0.0)
+
+
+@pytest.mark.parametrize("bias_kind", ["alibi", "additive_mask"])
+def test_attention_with_bias_agrees_with_numpy(
+    attention_backend: TorchBackend, reference: NumpyBackend, bias_kind: str
+) -> None:
+    rng = np.random.default_rng(40)
+    q, k, v = random(rng, 2, 2, 4, 8), random(rng, 2, 2, 5, 8), random(rng, 2, 2, 5, 8)
+    if bias_kind == "alibi":
+        bias = reference.alibi_bias(2, 4, 5)  # (H, L, S), broadcast over the batch
+    else:
+        allowed = rng.random((2, 1, 4, 5)) < 0.5
+        allowed[..., 0] = True  # every row keeps a key
+        bias = np.where(allowed, 0.0, -np.inf)
+    actual = attention_backend.attention_with_bias(*to_torch(attention_backend, q, k, v, bias), scale=0.4)
+    np.testing.assert_allclose(
+        attention_backend.to_numpy(actual), reference.attention_with_bias(q, k, v, bias, scale=0.4), rtol=1e-10
+    )
+
+
+def test_a_kernel_that_refuses_inputs_raises_input_not_supported() -> None:
+    flash = TorchBackend("cpu", "flash")  # torch's CPU flash kernel needs Dv == D
+    rng = np.random.default_rng(41)
+    q, k, v = to_torch(flash, random(rng, 1, 1, 3, 4), random(rng, 1, 1, 3, 4), random(rng, 1, 1, 3, 2))
+    with pytest.raises(InputNotSupported, match="'flash' on cpu does not take these inputs"):
+        flash.attention(q, k, v)
+    np.testing.assert_allclose(  # the plain target's own kernel choice takes them
+        TorchBackend("cpu").to_numpy(TorchBackend("cpu").attention(q, k, v)),
+        reference_attention(*(flash.to_numpy(t) for t in (q, k, v))), rtol=1e-10,
+    )
+
+
 # -- the real CUDA kernels -----------------------------------------------------------------------
 
 CUDA_KERNEL_CASES = [
@@ -534,7 +707,7 @@ def test_cuda_fully_masked_rows_per_kernel_are_recorded() -> None:
         low = [gpu.cast(gpu.asarray(a), "float16") for a in (q, k, v)]
         try:
             row = gpu.to_numpy(gpu.attention(*low, mask=gpu.asarray(mask)))[0, 0, 3]
-        except RuntimeError as error:  # a kernel may refuse boolean masks outright
+        except (RuntimeError, InputNotSupported) as error:  # a kernel may refuse boolean masks outright
             print(f"cuda/{variant}: refuses the mask: {error}")
             continue
         print(f"cuda/{variant}: fully masked row -> {row[:4]}")

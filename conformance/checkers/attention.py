@@ -8,6 +8,15 @@ from nnspec import oracles
 from nnspec.checkers._draw import permutation, qkv
 from nnspec.registry import checker
 from nnspec.strategies import Case
+from nnspec.tolerances import LOW_PRECISION
+
+
+def _half_precision_baseline(case: Case, q: np.ndarray, k: np.ndarray, v: np.ndarray,
+                             allowed: np.ndarray | None) -> np.ndarray | None:
+    """In float16/bfloat16, the result of a plain dense attention in that precision (the yardstick)."""
+    if case.dtype() not in LOW_PRECISION:
+        return None
+    return oracles.attention_in_precision(q, k, v, case.dtype(), allowed)
 
 
 def _magnitude(values: np.ndarray) -> float:
@@ -20,7 +29,7 @@ def attention_matches_formula(case: Case) -> None:
     q, k, v = qkv(case)
     _, mask = case.mask(q.shape[0], q.shape[2], k.shape[2])
     actual = case.call("attention", q, k, v, mask=mask)
-    baseline = case.reference.attention(q, k, v, mask=mask)  # same-precision dense, for float16
+    baseline = _half_precision_baseline(case, q, k, v, mask)
     case.close("attention output", actual, oracles.attention(q, k, v, mask), baseline=baseline,
                magnitude=_magnitude(v))
 
@@ -119,6 +128,6 @@ def tiled_equals_dense(case: Case) -> None:
     is_causal = bool(case.params.get("causal", False)) and case.flag("is_causal")
     actual = case.call("tiled_attention", q, k, v, block_q, block_k, is_causal=is_causal)
     allowed = oracles.causal(q_len, k_len) if is_causal else None
-    baseline = case.reference.attention(q, k, v, is_causal=is_causal)
+    baseline = _half_precision_baseline(case, q, k, v, allowed)
     case.close(f"tiled attention (blocks {block_q}x{block_k}, causal={is_causal}) against dense",
                actual, oracles.attention(q, k, v, allowed), baseline=baseline, magnitude=_magnitude(v))

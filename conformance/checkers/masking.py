@@ -142,6 +142,7 @@ def fully_masked_rows_output_zero(case: Case) -> None:
         mean = np.broadcast_to(v.astype(np.float64).mean(axis=2, keepdims=True), out.shape)[rows]
         found = "mean(v) (uniform weights)" if np.allclose(masked_out, mean, rtol=1e-2, atol=1e-2) else "other values"
     worst = float(np.max(np.abs(np.nan_to_num(masked_out, nan=np.inf)), initial=0.0))
+    case.note(f"a fully masked query row outputs {found}")
     case.require(found == "0", f"a fully masked query row outputs {found}, not 0 (largest |output| {worst:.3g})",
                  error=worst, tolerance=0.0)
     case.require(bool(np.all(np.isfinite(other_out))),
@@ -189,6 +190,7 @@ def causal_alignment(case: Case) -> None:
     weights = case.call("attention", q, k, identity, is_causal=True, scale=1.0 / np.sqrt(dim))
     weights = weights.astype(np.float64)[..., :k_len]
     found = _alignment(weights, q_len, k_len)
+    case.note(f"is_causal with L != S is {found} aligned")
     case.require(found == "top-left",
                  f"is_causal with L = {q_len} queries and S = {k_len} keys uses {found} alignment "
                  f"(top-left: key j visible to query i when j <= i; bottom-right: when j <= i + S - L)")

@@ -145,12 +145,8 @@ REJECTED_BY: dict[type[JaxBackend], tuple[str, ...]] = {
     AttentionScaledByDim: ("scaling.default_scale.*", "scaling.variance.scaled_is_unit"),
     SoftmaxOverFirstAxis: ("softmax.formula.*", "softmax.rows.*", "softmax.shift.*"),
     AttentionLayoutNotTransposed: ("attention.causal.breaks_equivariance", "masking.causal.first_position_self_only"),
+    RopeRotatesHalves: ("positional.rope.matches_formula",),
+    LayerNormUnbiasedVariance: ("normalisation.layer_norm.matches_formula",),
+    GRUResetBeforeMatmul: ("gru.cell.matches_equations",),
 }
 
-#: Mutants whose properties the catalogue does not have yet, with the ids they are meant for;
-#: move each into REJECTED_BY when its property lands.
-AWAITING_PROPERTIES: dict[type[JaxBackend], tuple[str, ...]] = {
-    RopeRotatesHalves: ("positional.rope.*",),
-    LayerNormUnbiasedVariance: ("normalisation.layer_norm.*",),
-    GRUResetBeforeMatmul: ("gru.cell.*",),
-}

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from nnspec.backends.torch import TorchBackend
 
+FRAMEWORK = "torch"  # tests/test_mutants.py leaves this module out when torch is not installed
+
 Tensor = Any
 
 
