@@ -44,6 +44,10 @@ class NumpyBackend(Backend):
 
     name: ClassVar[str] = "numpy"
     dtypes: ClassVar[tuple[str, ...]] = ("float16", "float32", "float64")
+    #: Primitives the reference leaves out on purpose, with the reason (a test keeps this list true).
+    NOT_PROVIDED: ClassVar[dict[str, str]] = {
+        "stop_gradient": "finite-difference gradients cannot express a stop-gradient",
+    }
 
     def environment(self) -> dict[str, str]:
         return {"numpy": np.__version__}

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
-from hypothesis.errors import FailedHealthCheck, Unsatisfiable
+from hypothesis.errors import FailedHealthCheck, Unsatisfiable, UnsatisfiedAssumption
 
 from nnspec import divergences, registry
 from nnspec.backends.base import Backend
@@ -174,10 +174,16 @@ def run_property(
     alpha = false_alarm_rate / max(run_settings.max_examples, 1)
 
     def example(data: st.DataObject) -> None:
-        state["examples"] += 1
         case = Case(data, prop, backend, reference, worst, alpha=alpha)
         state["case"] = case
-        checker.function(case)
+        try:
+            checker.function(case)
+        except UnsatisfiedAssumption:  # a discarded draw is not an example run
+            raise
+        except Exception:
+            state["examples"] += 1
+            raise
+        state["examples"] += 1
 
     example._hypothesis_internal_add_digest = f"{prop.id}[{backend.target}]".encode()  # type: ignore[attr-defined]
     test = hypothesis_seed(seed)(run_settings(given(st.data())(example)))

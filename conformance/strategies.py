@@ -11,8 +11,9 @@ what Hypothesis drew.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -306,32 +307,40 @@ class Case:
         function: Callable[..., Any] = getattr(self.backend, primitive)
         converted_args = [self._to_backend(arg, dtype) for arg in args]
         converted_kwargs = {key: self._to_backend(value, dtype) for key, value in kwargs.items()}
-        try:
+        with self._refusals_discarded():
             result = function(*converted_args, **converted_kwargs)
-        except InputNotSupported as refusal:
-            self.drawn["refused"] = str(refusal)
-            reject()
         return self._from_backend(result)
 
     def gradient(self, build: Callable[..., Any], primals: list[np.ndarray], cotangent: np.ndarray) -> list[np.ndarray]:
         """``vjp`` of ``build(backend, *primals)`` at ``primals`` against ``cotangent``, through the backend."""
         dtype = self._dtype
         backend_primals = [self._to_backend(p, dtype) for p in primals]
-        _, pullback = self.backend.vjp(lambda *xs: build(self.backend, *xs), *backend_primals)
-        grads = pullback(self._to_backend(cotangent, dtype))
+        with self._refusals_discarded():
+            _, pullback = self.backend.vjp(lambda *xs: build(self.backend, *xs), *backend_primals)
+            grads = pullback(self._to_backend(cotangent, dtype))
         return [np.asarray(self.backend.to_numpy(g), dtype=np.float64) for g in grads]
+
+    @contextlib.contextmanager
+    def _refusals_discarded(self) -> Iterator[None]:
+        """Discard the example (not fail it) when the backend refuses its inputs."""
+        try:
+            yield
+        except InputNotSupported as refusal:
+            self.drawn["refused"] = str(refusal)
+            reject()
 
     def jacobian(self, build: Callable[..., Any], primal: np.ndarray) -> np.ndarray:
         """Full Jacobian ``d build(primal) / d primal`` as ``(out.size, primal.size)``, one vjp per output."""
-        value, pullback = self.backend.vjp(lambda x: build(self.backend, x), self._to_backend(primal, self._dtype))
-        out = np.asarray(self.backend.to_numpy(value), dtype=np.float64)
-        rows = []
-        for index in range(out.size):
-            basis = np.zeros(out.size)
-            basis[index] = 1.0
-            cotangent = cast(basis.reshape(out.shape), self._dtype or "float64")
-            (row,) = pullback(self._to_backend(cotangent, self._dtype))
-            rows.append(np.asarray(self.backend.to_numpy(row), dtype=np.float64).reshape(-1))
+        with self._refusals_discarded():
+            value, pullback = self.backend.vjp(lambda x: build(self.backend, x), self._to_backend(primal, self._dtype))
+            out = np.asarray(self.backend.to_numpy(value), dtype=np.float64)
+            rows = []
+            for index in range(out.size):
+                basis = np.zeros(out.size)
+                basis[index] = 1.0
+                cotangent = cast(basis.reshape(out.shape), self._dtype or "float64")
+                (row,) = pullback(self._to_backend(cotangent, self._dtype))
+                rows.append(np.asarray(self.backend.to_numpy(row), dtype=np.float64).reshape(-1))
         return np.stack(rows)
 
     def convert(self, value: Any) -> Any:

@@ -1,15 +1,16 @@
 """Plug-in backends: found by entry point or by ``module:Class``, failures reported, not raised.
 
-The example plug-in under ``examples/nnspec-example-backend`` is pip-installed (editable, no
-dependencies, no build isolation) into the running environment once; later runs find it
-installed and skip the install.
+The example plug-in under ``examples/nnspec-example-backend`` is pip-installed (no dependencies,
+no build isolation) into a temporary folder, and a fresh interpreter with that folder on its path
+finds it by entry point, as it would in a user's environment. The test environment itself is left
+as it was, so the plug-in never joins a later ``nnspec run``.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,36 +27,32 @@ EXAMPLE_PACKAGE = ROOT / "examples" / "nnspec-example-backend"
 EXAMPLE_NAME = "example-fast-attention"
 
 
-def _example_installed() -> bool:
-    try:
-        importlib.metadata.distribution("nnspec-example-backend")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return EXAMPLE_NAME in discovery.entry_point_names()
-
-
 @pytest.fixture(scope="module")
-def example_plugin() -> None:
-    if _example_installed():
-        return
+def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the installed example plug-in (put it on PYTHONPATH to use it)."""
     if importlib.util.find_spec("pip") is None:
         pytest.skip("pip is not available in this environment, so the example plug-in cannot be installed")
+    target = tmp_path_factory.mktemp("site")
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-               "--disable-pip-version-check", "-e", str(EXAMPLE_PACKAGE)]
+               "--disable-pip-version-check", "--target", str(target), str(EXAMPLE_PACKAGE)]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if completed.returncode != 0:
         pytest.fail(f"installing the example plug-in failed:\n{completed.stdout}\n{completed.stderr}")
-    importlib.invalidate_caches()
+    return target
 
 
-def _in_fresh_interpreter(code: str) -> object:
-    """Run ``code`` in a new interpreter (which sees newly installed packages) and decode its JSON."""
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+def _in_fresh_interpreter(code: str, site: Path | None = None) -> object:
+    """Run ``code`` in a new interpreter (with ``site`` on its path) and decode the JSON it prints."""
+    environment = dict(os.environ)
+    if site is not None:
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), environment.get("PYTHONPATH")]))
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                               env=environment)
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout)
 
 
-def test_an_installed_plugin_is_found_by_its_entry_point_name(example_plugin: None) -> None:
+def test_an_installed_plugin_is_found_by_its_entry_point_name(example_plugin: Path) -> None:
     found = _in_fresh_interpreter(
         "import json, numpy as np\n"
         "from nnspec.backends.discovery import resolve\n"
@@ -70,7 +67,8 @@ def test_an_installed_plugin_is_found_by_its_entry_point_name(example_plugin: No
         "print(json.dumps({'target': target.target, 'reason': target.reason,\n"
         "                  'class': type(backend).__module__ + ':' + type(backend).__name__,\n"
         "                  'overrides': type(backend).attention is not NumpyBackend.attention,\n"
-        "                  'difference': float(np.max(np.abs(ours - theirs)))}))\n"
+        "                  'difference': float(np.max(np.abs(ours - theirs)))}))\n",
+        site=example_plugin,
     )
     assert found == {
         "target": "example-fast-attention:cpu",
