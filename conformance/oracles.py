@@ -36,6 +36,25 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.ndarray |
     return np.einsum("...ls,...sd->...ld", weights, np.asarray(v, np.float64))
 
 
+def multi_head_attention(x_q: np.ndarray, x_kv: np.ndarray, params: dict[str, np.ndarray], heads: int,
+                      allowed: np.ndarray | None = None) -> np.ndarray:
+    """The documents' MultiHead(Q, K, V) = Concat(head_1..head_h) W^O in float64, one head at a time."""
+    p = {name: value.astype(np.float64) for name, value in params.items()}
+    xq, xkv = x_q.astype(np.float64), x_kv.astype(np.float64)
+    width = p["w_q"].shape[0]
+    head_dim = width // heads
+    outputs = []
+    for head in range(heads):
+        rows = slice(head * head_dim, (head + 1) * head_dim)
+        q = xq @ p["w_q"][rows].T + p["b_q"][rows]
+        k = xkv @ p["w_k"][rows].T + p["b_k"][rows]
+        v = xkv @ p["w_v"][rows].T + p["b_v"][rows]
+        head_allowed = None if allowed is None else np.broadcast_to(
+            allowed, (x_q.shape[0], heads, x_q.shape[1], x_kv.shape[1]))[:, head]
+        outputs.append(attention(q, k, v, head_allowed))
+    return np.concatenate(outputs, axis=-1) @ p["w_o"].T + p["b_o"]
+
+
 def causal(q_len: int, k_len: int) -> np.ndarray:
     """Top-left aligned causal mask: key ``j`` admissible for query ``i`` when ``j <= i``."""
     return np.arange(k_len)[None, :] <= np.arange(q_len)[:, None]
@@ -53,6 +72,12 @@ def lstm_gates(x: np.ndarray, h: np.ndarray, params: dict[str, np.ndarray]) -> d
     The protocol's ``w_ih (4N, I)``, ``w_hh (4N, N)`` and ``b (4N,)`` hold W_i, W_f, W_c, W_o as
     consecutive row blocks; here each gate's ``W = [W_hh block | W_ih block]`` acts on ``[h, x]``.
     """
+    gates = lstm_preactivations(x, h, params)
+    return {"i": sigmoid(gates["i"]), "f": sigmoid(gates["f"]), "g": np.tanh(gates["g"]), "o": sigmoid(gates["o"])}
+
+
+def lstm_preactivations(x: np.ndarray, h: np.ndarray, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``W_gate [h_{t-1}, x_t] + b_gate`` for the gates i, f, g (the candidate C~) and o, in float64."""
     x, h = np.asarray(x, np.float64), np.asarray(h, np.float64)
     hidden = h.shape[-1]
     joined = np.concatenate([h, x], axis=-1)
@@ -61,7 +86,7 @@ def lstm_gates(x: np.ndarray, h: np.ndarray, params: dict[str, np.ndarray]) -> d
         rows = slice(index * hidden, (index + 1) * hidden)
         weight = np.concatenate([params["w_hh"][rows], params["w_ih"][rows]], axis=1).astype(np.float64)
         gates[name] = joined @ weight.T + params["b"][rows].astype(np.float64)
-    return {"i": sigmoid(gates["i"]), "f": sigmoid(gates["f"]), "g": np.tanh(gates["g"]), "o": sigmoid(gates["o"])}
+    return gates
 
 
 def lstm_cell(x: np.ndarray, h: np.ndarray, c: np.ndarray,

@@ -33,7 +33,7 @@ from nnspec.backends.numpy import NumpyBackend
 from nnspec.errors import NnspecError
 from nnspec.reports.results import Record, RunDocument, append_jsonl
 from nnspec.spec_loader import Catalogue, Property
-from nnspec.strategies import Case, CheckFailure, Worst
+from nnspec.strategies import BackendRaised, Case, CheckFailure, Worst
 
 #: Examples per property, per profile. Every profile is deterministic: each property's draws are
 #: seeded from the run seed and the property id (Hypothesis's own ``derandomize`` would drop the
@@ -208,11 +208,16 @@ def run_property(
         record.status, record.message = "error", str(timeout)
     except NnspecError as error:  # the spec or the engine is at fault, not the backend
         record.status, record.message = "error", f"{type(error).__name__}: {error}"
-    except Exception as error:
+    except BackendRaised as raised:
+        record.status = "error"
+        frames = traceback.extract_tb(raised.error.__traceback__)[-3:]
+        where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+        record.message = f"the backend raised {raised} ({where})"
+    except Exception as error:  # the checker itself crashed: a bug in nnspec or in the spec
         record.status = "error"
         frames = traceback.extract_tb(error.__traceback__)[-3:]
         where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
-        record.message = f"the backend raised {type(error).__name__}: {error} ({where})"
+        record.message = f"the checker {prop.check!r} raised {type(error).__name__}: {error} ({where})"
     record.time_s = round(time.perf_counter() - started, 4)
     record.examples = state["examples"]
     if worst.error is not None:

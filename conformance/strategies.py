@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from hypothesis import reject
+from hypothesis.errors import UnsatisfiedAssumption
 from hypothesis import strategies as st
 
 from nnspec.backends.base import Backend, InputNotSupported
@@ -36,6 +37,14 @@ class CheckFailure(AssertionError):
     def __init__(self, message: str, error: float | None = None, tolerance: float | None = None) -> None:
         super().__init__(message)
         self.message, self.error, self.tolerance = message, error, tolerance
+
+
+class BackendRaised(Exception):
+    """The backend raised while computing a primitive (as opposed to the checker crashing)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
 
 
 class Worst:
@@ -322,12 +331,17 @@ class Case:
 
     @contextlib.contextmanager
     def _refusals_discarded(self) -> Iterator[None]:
-        """Discard the example (not fail it) when the backend refuses its inputs."""
+        """Around every call into the backend: discard the example (not fail it) when the backend
+        refuses its inputs, and mark anything else it raises as the backend's, not the checker's."""
         try:
             yield
         except InputNotSupported as refusal:
             self.drawn["refused"] = str(refusal)
             reject()
+        except (CheckFailure, UnsatisfiedAssumption):
+            raise
+        except Exception as error:
+            raise BackendRaised(error) from error
 
     def jacobian(self, build: Callable[..., Any], primal: np.ndarray) -> np.ndarray:
         """Full Jacobian ``d build(primal) / d primal`` as ``(out.size, primal.size)``, one vjp per output."""

@@ -186,3 +186,21 @@ def test_malformed_divergence_line_names_file_and_line() -> None:
 
     with pytest.raises(SpecError, match=r"torch\.txt:2.*Received: 'just-one-field'"):
         divergences.parse("# fine\njust-one-field\n", "torch.txt")
+
+
+def test_a_crashing_checker_is_not_blamed_on_the_backend(catalogue: Catalogue) -> None:
+    import dataclasses
+
+    from nnspec.registry import checker
+
+    @checker("test_only_crashing_checker", requires=("softmax",))
+    def crashing(case: Any) -> None:
+        case.call("softmax", case.array("x", (2, 3), "normal"))
+        raise ZeroDivisionError("a bug in the checker")
+
+    prop = dataclasses.replace(catalogue.property("softmax.rows.sum_to_one"), check="test_only_crashing_checker")
+    record = run_property(prop, NumpyBackend(), quick_options())
+    assert record.status == "error"
+    assert record.message.startswith("the checker 'test_only_crashing_checker' raised ZeroDivisionError")
+    broken = run_property(catalogue.property("softmax.rows.sum_to_one"), CrashingSoftmax(), quick_options())
+    assert broken.message.startswith("the backend raised RuntimeError: kernel launch failed")

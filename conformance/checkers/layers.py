@@ -33,20 +33,9 @@ def feed_forward_oracle(x: np.ndarray, params: Params) -> np.ndarray:
 
 def multi_head_attention_oracle(x_q: np.ndarray, x_kv: np.ndarray, params: Params, num_heads: int,
                                 causal: bool = False) -> np.ndarray:
-    """``Concat(head_1, ..., head_h) W^O + b^O``, head ``i`` using row block ``i`` of each projection."""
-    p = {name: np.asarray(value, np.float64) for name, value in params.items()}
-    x_q, x_kv = np.asarray(x_q, np.float64), np.asarray(x_kv, np.float64)
-    width = x_q.shape[-1]
-    head_width = width // num_heads
+    """``Concat(head_1, ..., head_h) W^O + b^O``, optionally causal, in float64."""
     allowed = oracles.causal(x_q.shape[1], x_kv.shape[1]) if causal else None
-    heads = []
-    for head in range(num_heads):
-        rows = slice(head * head_width, (head + 1) * head_width)
-        query = x_q @ p["w_q"][rows].T + p["b_q"][rows]
-        key = x_kv @ p["w_k"][rows].T + p["b_k"][rows]
-        value = x_kv @ p["w_v"][rows].T + p["b_v"][rows]
-        heads.append(oracles.attention(query, key, value, allowed))
-    return np.concatenate(heads, axis=-1) @ p["w_o"].T + p["b_o"]
+    return oracles.multi_head_attention(x_q, x_kv, params, num_heads, allowed)
 
 
 def encoder_layer_oracle(x: np.ndarray, p: dict[str, Any], num_heads: int) -> np.ndarray:

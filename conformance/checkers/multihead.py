@@ -14,25 +14,6 @@ from nnspec.registry import checker
 from nnspec.strategies import Case
 
 
-def multi_head_oracle(x_q: np.ndarray, x_kv: np.ndarray, params: dict[str, np.ndarray], heads: int,
-                      allowed: np.ndarray | None = None) -> np.ndarray:
-    """The documents' MultiHead(Q, K, V) = Concat(head_1..head_h) W^O in float64, one head at a time."""
-    p = {name: value.astype(np.float64) for name, value in params.items()}
-    xq, xkv = x_q.astype(np.float64), x_kv.astype(np.float64)
-    width = p["w_q"].shape[0]
-    head_dim = width // heads
-    outputs = []
-    for head in range(heads):
-        rows = slice(head * head_dim, (head + 1) * head_dim)
-        q = xq @ p["w_q"][rows].T + p["b_q"][rows]
-        k = xkv @ p["w_k"][rows].T + p["b_k"][rows]
-        v = xkv @ p["w_v"][rows].T + p["b_v"][rows]
-        head_allowed = None if allowed is None else np.broadcast_to(
-            allowed, (x_q.shape[0], heads, x_q.shape[1], x_kv.shape[1]))[:, head]
-        outputs.append(oracles.attention(q, k, v, head_allowed))
-    return np.concatenate(outputs, axis=-1) @ p["w_o"].T + p["b_o"]
-
-
 def _draw(case: Case) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int, bool]:
     batch = case.size("batch", (1, 2))
     heads = case.size("heads", (1, 4))
@@ -69,7 +50,7 @@ def multi_head_matches_concatenated_heads(case: Case) -> None:
         is_causal, allowed = True, oracles.causal(x_q.shape[1], x_kv.shape[1])
     out = case.call("multi_head_attention", x_q, x_kv, params, heads, mask=mask, is_causal=is_causal)
     case.close(f"multi-head attention ({heads} heads, mask {kind}, cross={cross}) against Concat(heads) W_O",
-               out, multi_head_oracle(x_q, x_kv, params, heads, allowed), magnitude=_scale_of(x_q, params))
+               out, oracles.multi_head_attention(x_q, x_kv, params, heads, allowed), magnitude=_scale_of(x_q, params))
 
 
 @checker("multi_head_head_width", requires=("multi_head_attention",))

@@ -142,14 +142,8 @@ def lstm_forget_bias_retention(case: Case) -> None:
 def peephole_oracle(x: np.ndarray, h: np.ndarray, c: np.ndarray,
                     params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Gers et al.'s peephole LSTM in float64: i and f see C_{t-1}, o sees C_t."""
-    x, h, c = (np.asarray(a, np.float64) for a in (x, h, c))
-    hidden = h.shape[-1]
-    joined = np.concatenate([h, x], axis=-1)
-    pre = {}
-    for index, name in enumerate(("i", "f", "g", "o")):
-        rows = slice(index * hidden, (index + 1) * hidden)
-        weight = np.concatenate([params["w_hh"][rows], params["w_ih"][rows]], axis=1).astype(np.float64)
-        pre[name] = joined @ weight.T + params["b"][rows].astype(np.float64)
+    c = np.asarray(c, np.float64)
+    pre = oracles.lstm_preactivations(x, h, params)
     peep = {name: params[f"p_{name}"].astype(np.float64) for name in ("i", "f", "o")}
     input_gate = oracles.sigmoid(pre["i"] + peep["i"] * c)
     forget_gate = oracles.sigmoid(pre["f"] + peep["f"] * c)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nnspec.backends.numpy import NumpyBackend
+from tests.mutants.reference_mutants import weights_with_finite_fill
 
 FRAMEWORK = None  # the reference backend needs no framework
 
@@ -151,14 +152,7 @@ class MaskedLogitsFilledWithMinusTen(NumpyBackend):
 
     def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
                           scale: float | None = None) -> Array:
-        scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-        logits = (q @ np.swapaxes(k, -1, -2)) * scale
-        allowed = np.ones(logits.shape, dtype=bool)
-        if mask is not None:
-            allowed = allowed & np.broadcast_to(np.asarray(mask, dtype=bool), logits.shape)
-        if is_causal:
-            allowed = allowed & np.tril(np.ones(logits.shape[-2:], dtype=bool))
-        return self.softmax(np.where(allowed, logits, -10.0), axis=-1)
+        return weights_with_finite_fill(self, q, k, mask, is_causal, scale, -10.0)
 
 
 class MaskedPathUnscaled(NumpyBackend):
@@ -180,14 +174,7 @@ class FullyMaskedRowsUniform(NumpyBackend):
 
     def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
                           scale: float | None = None) -> Array:
-        scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-        logits = (q @ np.swapaxes(k, -1, -2)) * scale
-        allowed = np.ones(logits.shape, dtype=bool)
-        if mask is not None:
-            allowed = allowed & np.broadcast_to(np.asarray(mask, dtype=bool), logits.shape)
-        if is_causal:
-            allowed = allowed & np.tril(np.ones(logits.shape[-2:], dtype=bool))
-        return self.softmax(np.where(allowed, logits, np.finfo(logits.dtype).min), axis=-1)
+        return weights_with_finite_fill(self, q, k, mask, is_causal, scale, float(np.finfo(q.dtype).min))
 
 
 class CausalBottomRightAligned(NumpyBackend):

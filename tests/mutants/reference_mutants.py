@@ -80,6 +80,20 @@ class MaskPolarityInverted(NumpyBackend):
         return super().attention_weights(q, k, mask, is_causal, scale)
 
 
+def weights_with_finite_fill(backend: NumpyBackend, q: Array, k: Array, mask: Any, is_causal: bool,
+                             scale: float | None, fill: float) -> Array:
+    """Attention weights whose masked logits are set to the finite ``fill`` rather than removed:
+    the shared body of the mutants that plant that bug with different fills."""
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    logits = (q @ np.swapaxes(k, -1, -2)) * scale
+    allowed = np.ones(logits.shape, dtype=bool)
+    if mask is not None:
+        allowed = allowed & np.broadcast_to(np.asarray(mask, dtype=bool), logits.shape)
+    if is_causal:
+        allowed = allowed & np.tril(np.ones(logits.shape[-2:], dtype=bool))
+    return backend.softmax(np.where(allowed, logits, fill), axis=-1)
+
+
 class MaskFillNotInfinite(NumpyBackend):
     """Masked logits are set to -30 instead of -inf, so masked keys keep a tiny weight."""
 
@@ -87,14 +101,7 @@ class MaskFillNotInfinite(NumpyBackend):
 
     def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
                           scale: float | None = None) -> Array:
-        scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-        logits = (q @ np.swapaxes(k, -1, -2)) * scale
-        allowed = np.ones(logits.shape, dtype=bool)
-        if mask is not None:
-            allowed = allowed & np.broadcast_to(np.asarray(mask, dtype=bool), logits.shape)
-        if is_causal:
-            allowed = allowed & np.tril(np.ones(logits.shape[-2:], dtype=bool))
-        return self.softmax(np.where(allowed, logits, -30.0), axis=-1)
+        return weights_with_finite_fill(self, q, k, mask, is_causal, scale, -30.0)
 
 
 class SoftmaxWrongAxis(NumpyBackend):
