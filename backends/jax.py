@@ -579,7 +579,7 @@ class JaxBackend(Backend):
         return (1.0 - update) * candidate + update * h
 
     def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
-        return self.jax.vjp(fn, *primals)  # type: ignore[no-any-return]
+        return self.jax.vjp(fn, *primals)
 
     @jit_method()
     def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:

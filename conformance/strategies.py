@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 from hypothesis import reject
-from hypothesis.errors import UnsatisfiedAssumption
 from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
 
 from nnspec.backends.base import Backend, InputNotSupported
 from nnspec.errors import SpecError

@@ -493,8 +493,8 @@ def build_view(document: RunDocument, title: str = "nnspec compliance report") -
         records = by_property.get(property_id, {})
         cells = []
         for index, backend in enumerate(backends):
-            record = records.get(backend)
-            cells.append(Cell(backend, index, record.status if record else NOT_RUN, record))
+            found = records.get(backend)
+            cells.append(Cell(backend, index, found.status if found else NOT_RUN, found))
         topic = _topic_of(property_id, meta, records.values())
         row = Row(
             id=property_id,
