@@ -125,13 +125,18 @@ def test_interrupted_jsonl_keeps_every_whole_record(tmp_path: Path) -> None:
 def test_parallel_workers_give_the_same_results(catalogue: Catalogue, tmp_path: Path) -> None:
     target = BackendTarget("numpy:cpu", NumpyBackend, "cpu", None)
     chosen = [p for p in catalogue.properties if p.topic == "softmax"]
-    options = RunOptions(profile="ci", seed=1, database=None)
-    options.database = InMemoryExampleDatabase()  # no replays from earlier runs: both start alike
-    serial = run(RunPlan(catalogue, [("numpy", target)], chosen), options)
-    parallel = run(RunPlan(catalogue, [("numpy", target)], chosen), options, workers=2)
-    assert [(r.property, r.status, r.worst_error) for r in serial.results] == \
-        [(r.property, r.status, r.worst_error) for r in parallel.results]
-    assert np.all([r.status == "pass" for r in parallel.results])
+
+    def once(workers: int) -> list[tuple[str, str, float | None]]:
+        options = RunOptions(profile="ci", seed=1, database=InMemoryExampleDatabase())
+        document = run(RunPlan(catalogue, [("numpy", target)], chosen), options, workers=workers)
+        return [(r.property, r.status, r.worst_error) for r in document.results]
+
+    serial, parallel, again = once(1), once(2), once(2)
+    assert parallel == again  # the same draws in every worker process, run after run
+    # Statuses and order match the serial run. Worst errors may not: Hypothesis mixes constants it
+    # finds in locally imported modules into its draws, and this test process has imported more.
+    assert [(p, s) for p, s, _ in serial] == [(p, s) for p, s, _ in parallel]
+    assert all(status == "pass" for _, status, _ in parallel)
 
 
 class RefusesMasks(NumpyBackend):
