@@ -151,8 +151,11 @@ def run_property(
     wanted = prop.inputs.get("dtypes", ["float64"])
     excluded = divergences.excluded_dtypes(known or [], prop.id, backend.target)
     left_out = ""
+    divergent_dtypes: list[str] = []
+    original = prop
     if excluded:
         kept = [dtype for dtype in wanted if dtype not in excluded]
+        divergent_dtypes = [dtype for dtype in wanted if dtype in excluded and backend.supports_dtype(dtype)]
         reasons = "; ".join(f"{dtype}: {reason}" for dtype, reason in excluded.items() if dtype in wanted)
         if not kept:
             record.status, record.message = "xfail", f"known divergence in every dtype of the domain ({reasons})"
@@ -230,6 +233,16 @@ def run_property(
         record.message = "; ".join(worst.notes)
     if left_out:
         record.message = left_out + record.message
+        if record.status == "pass" and divergent_dtypes:
+            # Confirm the divergence still occurs, so an entry fixed upstream shows up as stale.
+            narrowed = dataclasses.replace(original, inputs={**original.inputs, "dtypes": divergent_dtypes})
+            confirm = run_property(narrowed, backend, dataclasses.replace(options, max_examples=10), selector)
+            if confirm.status == "pass":
+                record.status = "xpass"
+                record.message = (f"{', '.join(divergent_dtypes)} is listed as a known divergence but now passes: "
+                                  f"the dtype= entry is stale. {record.message}")
+            else:
+                record.message = record.message.rstrip() + f" Divergence in {', '.join(divergent_dtypes)} confirmed: {confirm.message[:200]}"
     compile_clock = getattr(backend, "compile_seconds", None)
     if callable(compile_clock):
         record.compile_s = round(float(compile_clock()) - compile_before, 4)
