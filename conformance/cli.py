@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("old")
     diff.add_argument("new")
     diff.add_argument("--html", metavar="PATH", help="also render the difference as HTML")
+    diff.add_argument("--fail-on-regression", action="store_true",
+                      help="exit with status 1 when the new run has failures the old one did not")
 
     claims = commands.add_parser("claims", help="check the documents' own numeric and mathematical claims")
     claims.add_argument("--verdict", choices=["holds", "imprecise", "refuted"], action="append")
@@ -112,10 +114,16 @@ def _command_run(args: argparse.Namespace) -> int:
 
     catalogue = load_catalogue(args.spec)
     chosen = _select(catalogue, args.property, args.topic)
+    unavailable: dict[str, str] = {}
     if args.backend:
         targets = [(selector, target) for selector in args.backend for target in resolve(selector)]
-    else:
-        targets = [(target.target.split(":")[0], target) for target in discover()]
+    else:  # every backend found: run what can run here, and say why the rest cannot
+        targets = []
+        for target in discover():
+            if target.is_available:
+                targets.append((target.target.split(":")[0], target))
+            else:
+                unavailable[target.target] = target.reason
     options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples)
     plan = RunPlan(catalogue, targets, chosen, spec_paths=args.spec)
     json_path = Path(args.json)
@@ -123,9 +131,9 @@ def _command_run(args: argparse.Namespace) -> int:
     available = sorted({t.target for _, t in targets if t.is_available})
     print(f"nnspec {_version()}: {len(chosen)} properties x {len(targets)} targets "
           f"({', '.join(available) or 'none available'}), profile {args.profile}, seed {args.seed}")
-    for _, target in targets:
-        if not target.is_available:
-            print(f"  {target.target}: unavailable ({target.reason})")
+    unavailable.update({target.target: target.reason for _, target in targets if not target.is_available})
+    for name, reason in unavailable.items():
+        print(f"  {name}: unavailable ({reason})")
 
     def progress(record: Any, done: int, total: int) -> None:
         if args.quiet and record.status not in ("fail", "error", "xpass"):
@@ -140,6 +148,7 @@ def _command_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished result is in {jsonl_path}", file=sys.stderr)
         return 130
+    document.environment["unavailable_targets"] = unavailable
     if not args.no_claims and catalogue.claims:
         from nnspec.claims import check_all
 
@@ -230,7 +239,7 @@ def _command_diff(args: argparse.Namespace) -> int:
     if args.html:
         Path(args.html).parent.mkdir(parents=True, exist_ok=True)
         Path(args.html).write_text(render_diff_html(changes), encoding="utf-8")
-    return 0
+    return 1 if args.fail_on_regression and changes.has_regressions else 0
 
 
 def _command_claims(args: argparse.Namespace) -> int:

@@ -73,3 +73,18 @@ def test_backends_lists_reasons() -> None:
 def test_every_command_has_help(command: str) -> None:
     result = nnspec(command, "--help")
     assert result.returncode == 0 and "usage: nnspec" in result.stdout
+
+
+def test_diff_can_fail_on_regressions(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    assert main(["run", "-b", "numpy", "-p", "masking.causal.*", "--profile", "quick", "--json", str(old),
+                 "--no-claims"]) == 0
+    nnspec("run", "-b", "tests.mutants.reference_mutants:CausalMaskOffByOne", "-p", "masking.causal.*",
+           "--profile", "quick", "--json", str(new), "--no-claims")
+    document = json.loads(new.read_text())
+    for record in document["results"]:  # the same target name, so the change reads as a regression
+        record["backend"] = "numpy:cpu"
+    new.write_text(json.dumps(document))
+    assert nnspec("diff", str(old), str(new)).returncode == 0
+    strict = nnspec("diff", str(old), str(new), "--fail-on-regression")
+    assert strict.returncode == 1 and "masking.causal" in strict.stdout
