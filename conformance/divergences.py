@@ -12,7 +12,8 @@ A comment line applies as the reason to the entries below it that give none.
 
 An entry without dtypes marks the whole property on that target: a failure is ``xfail``, a pass
 ``xpass`` (a stale entry). An entry with dtypes removes those dtypes from the property's domain on
-that target, so the others stay checked, and the record's message says what was left out and why.
+that target, so the others stay checked; the runner still tries the left-out dtypes for a few
+examples, and the record's message says what was left out, why, and whether the divergence showed.
 """
 
 from __future__ import annotations

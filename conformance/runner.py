@@ -234,15 +234,17 @@ def run_property(
     if left_out:
         record.message = left_out + record.message
         if record.status == "pass" and divergent_dtypes:
-            # Confirm the divergence still occurs, so an entry fixed upstream shows up as stale.
+            # Look for the divergence briefly, so an entry fixed upstream gets noticed. Not finding
+            # it in a few examples does not prove it gone (some occur only on some draws), so that
+            # is said in the message rather than turned into an xpass.
             narrowed = dataclasses.replace(original, inputs={**original.inputs, "dtypes": divergent_dtypes})
             confirm = run_property(narrowed, backend, dataclasses.replace(options, max_examples=10), selector)
+            dtypes = ", ".join(divergent_dtypes)
             if confirm.status == "pass":
-                record.status = "xpass"
-                record.message = (f"{', '.join(divergent_dtypes)} is listed as a known divergence but now passes: "
-                                  f"the dtype= entry is stale. {record.message}")
+                record.message = record.message.rstrip() + (
+                    f" The divergence in {dtypes} did not show in {confirm.examples} examples: the entry may be stale.")
             else:
-                record.message = record.message.rstrip() + f" Divergence in {', '.join(divergent_dtypes)} confirmed: {confirm.message[:200]}"
+                record.message = record.message.rstrip() + f" Divergence in {dtypes} confirmed: {confirm.message[:200]}"
     compile_clock = getattr(backend, "compile_seconds", None)
     if callable(compile_clock):
         record.compile_s = round(float(compile_clock()) - compile_before, 4)
