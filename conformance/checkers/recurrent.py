@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,30 @@ import numpy as np
 from nnspec import oracles
 from nnspec.registry import checker
 from nnspec.strategies import Case
+
+
+def unrolled_cell_state(xs: list[Any], h0: Any, params: Any) -> Callable[[Any, Any], Any]:
+    """``(backend, C_0) -> C_T``: the backend's ``lstm_cell`` over backend-side inputs ``xs``."""
+
+    def unrolled(backend: Any, c_start: Any) -> Any:
+        h_t, c_t = h0, c_start
+        for x_t in xs:
+            h_t, c_t = backend.lstm_cell(x_t, h_t, c_t, params)
+        return c_t
+
+    return unrolled
+
+
+def unrolled_hidden_state(xs: list[Any], params: Any) -> Callable[[Any, Any], Any]:
+    """``(backend, h_0) -> h_T``: the backend's ``rnn_cell`` over backend-side inputs ``xs``."""
+
+    def unrolled(backend: Any, h_start: Any) -> Any:
+        h_t = h_start
+        for x_t in xs:
+            h_t = backend.rnn_cell(x_t, h_t, params)
+        return h_t
+
+    return unrolled
 
 
 def _lstm_params(case: Case, inputs: int, hidden: int, forget_bias: float = 0.0,
@@ -81,12 +106,7 @@ def lstm_long_horizon_gradient(case: Case) -> None:
     c0 = case.array("c0", (1, hidden), "uniform")
     xs_b, h0_b, params_b = [case.convert(x) for x in xs], case.convert(h0), case.convert(params)
 
-    def unrolled(backend: Any, c_start: Any) -> Any:
-        h_t, c_t = h0_b, c_start
-        for x_t in xs_b:
-            h_t, c_t = backend.lstm_cell(x_t, h_t, c_t, params_b)
-        return c_t
-
+    unrolled = unrolled_cell_state(xs_b, h0_b, params_b)
     jacobian = case.jacobian(unrolled, c0)
     retained = np.ones(hidden)
     h_t, c_t = h0, c0
@@ -134,12 +154,7 @@ def rnn_gradient_vanishes(case: Case) -> None:
     h0 = case.array("h0", (1, hidden), "uniform")
     xs_b, params_b = [case.convert(x) for x in xs], case.convert(params)
 
-    def unrolled(backend: Any, h_start: Any) -> Any:
-        h_t = h_start
-        for x_t in xs_b:
-            h_t = backend.rnn_cell(x_t, h_t, params_b)
-        return h_t
-
+    unrolled = unrolled_hidden_state(xs_b, params_b)
     norm = float(np.linalg.norm(case.jacobian(unrolled, h0), 2))
     bound = radius**steps
     tolerance = case.tolerance_for()

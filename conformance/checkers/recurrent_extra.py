@@ -5,12 +5,10 @@ stacks).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from nnspec import oracles
-from nnspec.checkers.recurrent import _lstm_params, _rnn_params
+from nnspec.checkers.recurrent import _lstm_params, _rnn_params, unrolled_cell_state, unrolled_hidden_state
 from nnspec.registry import checker
 from nnspec.strategies import Case
 
@@ -48,12 +46,7 @@ def rnn_gradient_explodes(case: Case) -> None:
     h0 = case.array("h0", (1, hidden), "uniform", scale=1e-6)
     xs_b, params_b = [case.convert(x) for x in xs], case.convert(params)
 
-    def unrolled(backend: Any, h_start: Any) -> Any:
-        h_t = h_start
-        for x_t in xs_b:
-            h_t = backend.rnn_cell(x_t, h_t, params_b)
-        return h_t
-
+    unrolled = unrolled_hidden_state(xs_b, params_b)
     smallest = float(np.linalg.svd(case.jacobian(unrolled, h0), compute_uv=False).min())
     bound, h_t = 1.0, h0
     for x_t in xs:
@@ -118,13 +111,7 @@ def lstm_forget_bias_retention(case: Case) -> None:
         shifted = {**params, "b": params["b"].copy()}
         shifted["b"][hidden : 2 * hidden] += np.asarray(bias, dtype=shifted["b"].dtype)
         xs_b, h0_b, params_b = [case.convert(x) for x in xs], case.convert(h0), case.convert(shifted)
-
-        def unrolled(backend: Any, c_start: Any, xs_b: Any = xs_b, h0_b: Any = h0_b, params_b: Any = params_b) -> Any:
-            h_t, c_t = h0_b, c_start
-            for x_t in xs_b:
-                h_t, c_t = backend.lstm_cell(x_t, h_t, c_t, params_b)
-            return c_t
-
+        unrolled = unrolled_cell_state(xs_b, h0_b, params_b)
         diagonal = np.diag(case.jacobian(unrolled, c0))
         expected = np.ones(hidden)
         for x_t in xs:
