@@ -398,7 +398,8 @@ def describe_failure(record: Record, statement: str) -> str:
              textwrap.fill(statement, width=100, initial_indent="    ", subsequent_indent="    "),
              f"    {record.message}"]
     if record.worst_error is not None and record.tolerance is not None:
-        lines.append(f"    worst error {record.worst_error:.4g} against tolerance {record.tolerance:.4g}")
+        label = "error on the minimal example" if record.status == "fail" else "worst error"
+        lines.append(f"    {label} {record.worst_error:.4g} against tolerance {record.tolerance:.4g}")
     example = record.counterexample
     if example:
         lines.append(f"    minimal example: dtype={example.get('dtype')} draws={example.get('draws')}")
