@@ -49,23 +49,14 @@ class _Session:
 
     def __init__(self, config: pytest.Config) -> None:
         from nnspec.backends.discovery import resolve
-        from nnspec.runner import RunOptions
+        from nnspec.runner import BackendPool, RunOptions
 
         selectors = config.getoption("nnspec_backends") or ["numpy"]
         self.targets = [(selector, target) for selector in selectors for target in resolve(selector)]
         self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"))
-        self.instances: dict[str, Any] = {}
-        self.known: dict[str, Any] = {}
+        self.pool = BackendPool()
         self.records: list[Any] = []
         self.properties: dict[str, Any] = {}
-
-    def backend(self, target: Any) -> Any:
-        from nnspec import divergences
-
-        if target.target not in self.instances:
-            self.instances[target.target] = target.instantiate()
-            self.known[target.target] = divergences.for_backend(self.instances[target.target].name)
-        return self.instances[target.target]
 
 
 def _session(config: pytest.Config) -> _Session:
@@ -129,8 +120,9 @@ class PropertyItem(pytest.Item):
                             level=self.prop.level, topic=self.prop.topic,
                             message=f"backend unavailable: {self.target.reason}")
         else:
-            backend = state.backend(self.target)
-            record = run_property(self.prop, backend, state.options, self.selector, state.known[self.target.target])
+            backend = state.pool.get(self.target)
+            record = run_property(self.prop, backend, state.options, self.selector,
+                                  state.pool.known[self.target.target])
         state.records.append(record)
         if record.status in ("fail", "error"):
             raise PropertyFailed(describe_failure(record, self.prop.statement))
@@ -162,6 +154,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from nnspec.reports.results import RunDocument
     from nnspec.runner import environment
 
-    document = RunDocument(environment=environment(state.options, list(state.instances.values())),
+    document = RunDocument(environment=environment(state.options, list(state.pool.instances.values())),
                            properties=state.properties, results=state.records)
     document.write(path)

@@ -245,7 +245,6 @@ def run_property(
                     f" The divergence in {dtypes} did not show in {confirm.examples} examples: the entry may be stale.")
             else:
                 record.message = record.message.rstrip() + f" Divergence in {dtypes} confirmed: {confirm.message[:200]}"
-    compile_clock = getattr(backend, "compile_seconds", None)
     if callable(compile_clock):
         record.compile_s = round(float(compile_clock()) - compile_before, 4)
     divergence = divergences.find(known or [], prop.id, backend.target)
@@ -296,6 +295,21 @@ class RunPlan:
                 for selector, target in sorted(self.targets, key=lambda t: t[1].target)]
 
 
+class BackendPool:
+    """One backend instance per target, each with its known divergences, made on first use."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, Backend] = {}
+        self.known: dict[str, list[divergences.Divergence]] = {}
+
+    def get(self, target: BackendTarget) -> Backend:
+        if target.target not in self.instances:
+            backend = target.instantiate()
+            self.instances[target.target] = backend
+            self.known[target.target] = divergences.for_backend(backend.name)
+        return self.instances[target.target]
+
+
 # -- worker processes: each loads the catalogue and its backends once ---------------------------
 
 _worker: dict[str, Any] = {}
@@ -304,16 +318,14 @@ _worker: dict[str, Any] = {}
 def _worker_start(spec_paths: list[str] | None, options: RunOptions) -> None:
     from nnspec.spec_loader import load_catalogue
 
-    _worker.update(catalogue=load_catalogue(spec_paths), options=options, backends={}, known={})
+    _worker.update(catalogue=load_catalogue(spec_paths), options=options, pool=BackendPool())
 
 
 def _worker_run(property_id: str, selector: str, target: BackendTarget) -> dict[str, Any]:
-    backends, known = _worker["backends"], _worker["known"]
-    if target.target not in backends:
-        backends[target.target] = target.instantiate()
-        known[target.target] = divergences.for_backend(backends[target.target].name)
+    pool: BackendPool = _worker["pool"]
+    backend = pool.get(target)
     prop = _worker["catalogue"].property(property_id)
-    record = run_property(prop, backends[target.target], _worker["options"], selector, known[target.target])
+    record = run_property(prop, backend, _worker["options"], selector, pool.known[target.target])
     return record.to_json()
 
 
@@ -330,16 +342,14 @@ def run(
     With ``workers > 1`` the pairs run in that many processes; records still reach ``jsonl`` as
     each finishes, and the document lists them in the deterministic plan order.
     """
-    instances: dict[str, Backend] = {}
-    known: dict[str, list[divergences.Divergence]] = {}
+    backends = BackendPool()
     for _, target in plan.targets:
-        if target.is_available and target.target not in instances:
+        if target.is_available:
             try:
-                instances[target.target] = target.instantiate()
+                backends.get(target)
             except Exception as error:  # a backend whose constructor fails is unavailable, not fatal
                 target.reason = f"{type(error).__name__}: {error}"
-                continue
-            known[target.target] = divergences.for_backend(instances[target.target].name)
+    instances, known = backends.instances, backends.known
     document = RunDocument(
         environment=environment(options, list(instances.values()), argv),
         properties={prop.id: prop.metadata() for prop in plan.catalogue.properties},
