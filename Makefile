@@ -4,24 +4,44 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nnspec-installed
 CHROMIUM ?= /usr/bin/chromium
+REPORTS ?= reports
 
-.PHONY: setup run test test-fast lint typecheck bench browser clean
+.PHONY: setup run test test-fast lint typecheck bench browser gallery clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) with $$($(PYTHON) --version 2>&1)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "==> upgrading pip"
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	@echo "==> installing nnspec[dev] (NumPy, PyTorch, JAX, Hypothesis, test tools): a few minutes on a fresh clone"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
+	@echo
+	@echo "nnspec is installed in $(VENV). Next:"
+	@echo "  make run                    # check every property on every backend available here"
+	@echo "  make test                   # nnspec's own tests"
+	@echo "  $(BIN)/nnspec --help        # or first: . $(BIN)/activate  (then plain 'nnspec')"
 
 ## The main job: every property on every backend available here, JSON + HTML + JUnit in reports/.
 run: setup
-	$(BIN)/nnspec run --json reports/latest.json --html reports/compliance.html --junitxml reports/junit.xml
+	@status=0; $(BIN)/nnspec run --json $(REPORTS)/latest.json --html $(REPORTS)/compliance.html \
+		--junitxml $(REPORTS)/junit.xml || status=$$?; \
+	echo; echo "Outputs:"; \
+	for file in latest.json latest.jsonl compliance.html junit.xml; do \
+		if [ -e $(REPORTS)/$$file ]; then echo "  $$PWD/$(REPORTS)/$$file"; fi; \
+	done; \
+	echo "Open the report: xdg-open $(REPORTS)/compliance.html (or any browser)"; \
+	echo "Run nnspec yourself: $(BIN)/nnspec run --backend numpy   (or . $(BIN)/activate, then nnspec ...)"; \
+	exit $$status
 
 ## The project's own tests (browser tests included when Chromium can be installed).
 test: setup browser
-	$(BIN)/python -m pytest
+	@status=0; NNSPEC_ARTIFACTS=$${NNSPEC_ARTIFACTS:-artifacts} $(BIN)/python -m pytest || status=$$?; \
+	echo; echo "Browser screenshots (360, 768 and 1440 px): $$PWD/$${NNSPEC_ARTIFACTS:-artifacts}/"; \
+	echo "Faster loop: make test-fast, or $(BIN)/python -m pytest -q tests/test_report.py -x"; \
+	exit $$status
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser"
@@ -49,4 +69,4 @@ bench: setup
 	$(BIN)/python benchmarks/suite_time.py
 
 clean:
-	rm -rf $(VENV) .hypothesis reports/latest.* reports/*.html reports/junit.xml
+	rm -rf $(VENV) .hypothesis artifacts reports/latest.* reports/*.html reports/junit.xml

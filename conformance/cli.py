@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("inputs", nargs="+", help="results .json (or .jsonl) files")
     report.add_argument("-o", "--output", default="reports/compliance.html")
     report.add_argument("--json", metavar="PATH", help="also write the merged results document")
+    report.add_argument("--history", action="store_true",
+                        help="the inputs are successive runs of the same pairs, oldest first: report the "
+                             "latest with a run-to-run trend of all of them")
 
     diff = commands.add_parser("diff", help="what changed between two runs")
     diff.add_argument("old")
@@ -108,6 +111,7 @@ def _print_failure(record: Any, prop: Any) -> None:
 
 def _command_run(args: argparse.Namespace) -> int:
     from nnspec.backends.discovery import discover, resolve
+    from nnspec.reports.console import output_lines, summarise_skips
     from nnspec.reports.junit import write_junit
     from nnspec.runner import RunOptions, RunPlan, failed_must, run
     from nnspec.spec_loader import load_catalogue
@@ -138,9 +142,12 @@ def _command_run(args: argparse.Namespace) -> int:
     def progress(record: Any, done: int, total: int) -> None:
         if args.quiet and record.status not in ("fail", "error", "xpass"):
             return
+        if record.backend in unavailable and record.status == "skip":
+            return  # listed once above, with its reason, and counted in the summary
         ratio = f" worst {record.ratio:.2g} of tolerance" if record.ratio is not None else ""
+        reason = f" ({record.message.splitlines()[0]})" if record.status == "skip" and record.message else ""
         print(f"[{done:>{len(str(total))}}/{total}] {STATUS_MARK[record.status]:<5} {record.property} "
-              f"[{record.backend}] {record.time_s:.2f}s{ratio}", flush=True)
+              f"[{record.backend}] {record.time_s:.2f}s{ratio}{reason}", flush=True)
 
     try:
         document = run(plan, options, jsonl=jsonl_path, progress=progress, workers=args.workers,
@@ -166,7 +173,10 @@ def _command_run(args: argparse.Namespace) -> int:
     counts = document.counts()
     print("\n" + ", ".join(f"{counts[s]} {s}" for s in ("pass", "fail", "error", "skip", "xfail", "xpass")),
           f"in {sum(r.time_s for r in document.results):.1f} s of checking")
-    print(f"results: {json_path}" + (f"; report: {args.html}" if args.html else ""))
+    for line in summarise_skips(document.results):
+        print(line)
+    print("outputs:", *output_lines({"results": json_path, "records": jsonl_path, "report": args.html,
+                                     "junit": args.junitxml}), sep="\n")
     broken = failed_must(document)
     if broken:
         print(f"{len(broken)} MUST propert{'y' if len(broken) == 1 else 'ies'} failed or errored", file=sys.stderr)
@@ -222,6 +232,13 @@ def _command_report(args: argparse.Namespace) -> int:
     from nnspec.reports.html import write_report
     from nnspec.reports.results import load, merge
 
+    if args.history:
+        from nnspec.reports.history import load_history
+
+        latest, history = load_history(args.inputs)
+        write_report(latest, args.output, history=history)
+        print(f"history of {len(args.inputs)} runs ({len(history.changed)} pairs changed status): {args.output}")
+        return 0
     document = merge([load(path) for path in args.inputs])
     write_report(document, args.output)
     if args.json:

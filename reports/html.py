@@ -13,11 +13,16 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from nnspec.reports.console import UNAVAILABLE_PREFIX, is_unavailable
 from nnspec.reports.results import STATUSES, Record, RunDocument
+from nnspec.reports.text import visible
+
+if TYPE_CHECKING:
+    from nnspec.reports.history import HistoryView
 
 LEVELS = ("MUST", "SHOULD", "MAY")
 FAILING = ("fail", "error")
@@ -101,9 +106,20 @@ class Cell:
         return reason
 
     @property
+    def measure_text(self) -> str:
+        """A failure's worst error against its tolerance, ``3e-06 > 1e-06``; ``""`` when not measured."""
+        record = self.record
+        if record is None or record.worst_error is None or record.tolerance is None:
+            return ""
+        relation = ">" if record.worst_error > record.tolerance else "≤"
+        return f"{format_number(record.worst_error)} {relation} {format_number(record.tolerance)}"
+
+    @property
     def tooltip(self) -> str:
         parts = [STATE_TITLES[self.state]]
-        if self.ratio is not None:
+        if self.measure_text:
+            parts.append(f"worst error {self.measure_text} (tolerance), {self.ratio_text} of tolerance")
+        elif self.ratio is not None:
             parts.append(f"worst error {self.ratio_text} of tolerance")
         if self.reason:
             parts.append(first_line(self.reason))
@@ -143,7 +159,13 @@ class Topic:
     rows: list[Row]
 
     def count(self, state: str) -> int:
+        """Cells in this state (a property failing on three targets counts three times)."""
         return sum(cell.state == state for row in self.rows for cell in row.cells)
+
+    @property
+    def failing_properties(self) -> int:
+        """Properties that fail or error on at least one target (each property counted once)."""
+        return sum(row.failing for row in self.rows)
 
 
 @dataclass
@@ -219,6 +241,19 @@ class Histogram:
 
 
 @dataclass
+class UnavailableTarget:
+    """A target none of whose pairs could run here: listed once, not shown as a column of skips."""
+
+    backend: str
+    reason: str
+    counts: dict[str, int]
+
+    @property
+    def failing(self) -> int:
+        return sum(self.counts.get(state, 0) for state in FAILING)
+
+
+@dataclass
 class ReportView:
     """Everything the template shows, computed once in Python."""
 
@@ -232,6 +267,8 @@ class ReportView:
     histograms: list[Histogram]
     claims: list[dict[str, Any]]
     totals: dict[str, int]
+    unavailable: list[UnavailableTarget] = field(default_factory=list)
+    history: HistoryView | None = None
     levels: tuple[str, ...] = LEVELS
     states: tuple[str, ...] = CELL_STATES
     state_labels: dict[str, str] = field(default_factory=lambda: dict(STATE_LABELS))
@@ -479,12 +516,34 @@ def _histogram(backend: str, index: int, ratios: list[float]) -> Histogram:
     )
 
 
+def unavailable_targets(document: RunDocument) -> list[UnavailableTarget]:
+    """Targets every record of which says the target could not run here (no device, no framework)."""
+    by_backend: dict[str, list[Record]] = {}
+    for record in document.results:
+        by_backend.setdefault(record.backend, []).append(record)
+    found = []
+    for backend, records in sorted(by_backend.items()):
+        if records and all(is_unavailable(record) for record in records):
+            reasons = sorted({first_line(record.message)[len(UNAVAILABLE_PREFIX) :] for record in records})
+            counts: dict[str, int] = {}
+            for record in records:
+                counts[record.status] = counts.get(record.status, 0) + 1
+            found.append(UnavailableTarget(backend, "; ".join(reasons), counts))
+    return found
+
+
 def build_view(document: RunDocument, title: str = "nnspec compliance report") -> ReportView:
-    """Compute the matrix, summaries, cause groups and histograms that the report shows."""
+    """Compute the matrix, summaries, cause groups and histograms that the report shows.
+
+    A target that could not run here at all is left out of the matrix and listed once instead
+    (:func:`unavailable_targets`); its records still count in the totals.
+    """
+    unavailable = unavailable_targets(document)
+    folded = {target.backend for target in unavailable}
     by_property: dict[str, dict[str, Record]] = {}
     for record in document.results:
         by_property.setdefault(record.property, {})[record.backend] = record
-    backends = sorted({record.backend for record in document.results})
+    backends = sorted({record.backend for record in document.results} - folded)
     property_ids = sorted(set(document.properties) | set(by_property))
 
     topics: dict[str, list[Row]] = {}
@@ -542,6 +601,7 @@ def build_view(document: RunDocument, title: str = "nnspec compliance report") -
         histograms=histograms,
         claims=document.claims,
         totals=totals,
+        unavailable=unavailable,
     )
 
 
@@ -565,21 +625,41 @@ def _environment() -> jinja2.Environment:
     return environment
 
 
-def render_report(document: RunDocument, title: str = "nnspec compliance report") -> str:
-    """Render the whole compliance report as one self-contained HTML page."""
+def render_report(
+    document: RunDocument, title: str = "nnspec compliance report", history: HistoryView | None = None
+) -> str:
+    """Render the whole compliance report as one self-contained HTML page.
+
+    ``history`` (from :func:`nnspec.reports.history.build_history`) adds a run-to-run trend section.
+    Any string is accepted: characters HTML cannot carry (NUL, lone surrogates, ...) are shown as
+    ``\\xNN``/``\\uNNNN`` escapes (:func:`~nnspec.reports.text.visible`).
+    """
     view = build_view(document, title)
+    view.history = history
     environment = _environment()
     # Each property's details are rendered here (escaped like the rest of the page) but shipped as
     # one JSON map that the page inserts on demand: thousands of closed panels parsed up front
     # would double the time the page takes to open.
     property_body = getattr(environment.get_template("macros.html.j2").module, "property_body")  # noqa: B009
     details = {row.id: str(property_body(row)) for row in view.rows}
-    return str(environment.get_template("report.html.j2").render(view=view, details=details))
+    return visible(str(environment.get_template("report.html.j2").render(view=view, details=details)))
 
 
-def write_report(document: RunDocument, path: str | Path, title: str = "nnspec compliance report") -> Path:
-    """Write :func:`render_report`'s page to ``path`` (parent folders are created) and return the path."""
+def write_report(
+    document: RunDocument,
+    path: str | Path,
+    title: str = "nnspec compliance report",
+    history: HistoryView | None = None,
+) -> Path:
+    """Write :func:`render_report`'s page to ``path`` (parent folders are created) and return the path.
+
+    The page is rendered in full before the file is touched, and written next to it first, so a
+    failure never leaves an empty or half-written report behind.
+    """
     path = Path(path)
+    page = render_report(document, title, history)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(document, title), encoding="utf-8")
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(page, encoding="utf-8")
+    temporary.replace(path)
     return path

@@ -276,3 +276,215 @@ def test_every_property_has_a_detail_panel_with_its_metadata():
             assert f'href="#p-{dependency}"' in panel
         backends = {item.backend for item in run.results}
         assert {f'data-backend="{backend}"' for backend in backends} <= set(re.findall(r'data-backend="[^"]*"', panel))
+
+
+# --- The first ten minutes (issue 14): counts, cells, layout order, unavailable targets, history ---
+
+
+def _masking_run():
+    """Three masking properties failing on two targets each, one passing: cells 6, properties 3."""
+    properties = [prop(f"masking.p{number}") for number in range(4)]
+    records = []
+    for number in range(4):
+        for backend in ("numpy", "torch:cpu", "jax:cpu"):
+            failing = number < 3 and backend != "numpy"
+            records.append(record(f"masking.p{number}", backend, "fail" if failing else "pass"))
+    return document(properties, records)
+
+
+def test_topic_counts_count_failing_properties_not_cells():
+    run = _masking_run()
+    topic = build_view(run).topics[0]
+    assert topic.count("fail") == 6
+    assert topic.failing_properties == 3
+    page = render_report(run)
+    assert re.search(r'data-properties="4" data-failing="3">4 properties · 3 failing<', page)
+
+
+def test_a_failing_cell_shows_its_worst_error_against_its_tolerance():
+    run = document([prop("softmax.a")], [record("softmax.a", "numpy", "fail", worst_error=7.63e4, tolerance=1e-6)])
+    cell = build_view(run).cell("softmax.a", "numpy")
+    assert cell.measure_text == "7.63e+04 > 1e-06"
+    page = render_report(run)
+    assert '<b class="m">7.63e+04 &gt; 1e-06</b>' in page
+    # A passing cell keeps the short share of tolerance.
+    passing = document([prop("softmax.a")], [record("softmax.a", "numpy", "pass")])
+    assert "<i>20%</i>" in render_report(passing)
+
+
+def test_the_matrix_comes_first_and_the_environment_is_folded():
+    page = render_report(sample_document())
+    order = [page.index(f'<section id="{name}"') for name in ("matrix", "causes", "summary", "run")]
+    assert order == sorted(order)
+    run_section = page[page.index('<section id="run"') :]
+    assert run_section.index('<details class="env-fold">') < run_section.index("<table>")
+    assert "scroll-margin-top" in page
+
+
+def test_unavailable_targets_are_listed_once_not_shown_as_columns():
+    records = [record("softmax.a", "numpy", "pass"), record("softmax.b", "numpy", "fail")]
+    for target in ("torch:cuda", "torch:cuda/flash"):
+        records += [record(name, target, "skip", message="backend unavailable: no CUDA device")
+                    for name in ("softmax.a", "softmax.b")]
+    run = document([prop("softmax.a"), prop("softmax.b")], records)
+    view = build_view(run)
+    assert view.backends == ["numpy"]
+    assert [(item.backend, item.reason, item.counts) for item in view.unavailable] == [
+        ("torch:cuda", "no CUDA device", {"skip": 2}),
+        ("torch:cuda/flash", "no CUDA device", {"skip": 2}),
+    ]
+    page = render_report(run)
+    assert set(matrix_from_html(page)) == {("softmax.a", "numpy"), ("softmax.b", "numpy")}
+    assert page.count("no CUDA device:") == 1  # one line for both targets
+    assert 'data-unavailable="torch:cuda"' in page and 'data-unavailable="torch:cuda/flash"' in page
+    assert view.totals["skip"] == 4  # still counted
+
+
+def test_an_unavailable_target_that_errored_makes_the_verdict_bad():
+    run = document([prop("softmax.a")], [
+        record("softmax.a", "numpy", "pass"),
+        record("softmax.a", "torch:cuda", "error", message="backend unavailable: no CUDA device"),
+    ])
+    page = render_report(run)
+    assert 'id="verdict">1 target could not run<' in page
+
+
+@pytest.mark.parametrize(
+    "nasty",
+    ["NUL \x00 ESC \x1b[31mred\x1b[0m BEL \x07", "lone surrogate \udc80 and \ud83d", "C1 \x85 DEL \x7f \ufffe"],
+    ids=["controls", "surrogates", "c1-and-nonchars"],
+)
+def test_any_string_gives_a_parseable_html_report_and_junit(tmp_path, nasty):
+    import xml.etree.ElementTree as ElementTree
+
+    from nnspec.reports.junit import write_junit
+
+    run = document(
+        [prop("softmax.nasty", title=nasty, statement=nasty)],
+        [record("softmax.nasty", "numpy", "fail", message=nasty, reproduce=nasty,
+                counterexample={"dtype": nasty, "arrays": {"x": [1.0]}, "shapes": {"x": [1]}}),
+         record("softmax.nasty", "torch:cpu", "error", message=nasty),
+         record("softmax.nasty", "jax:cpu", "skip", message=nasty)],
+        environment={"command": nasty},
+    )
+    html_path = write_report(run, tmp_path / "report.html")
+    page = html_path.read_bytes().decode("utf-8")  # strict: valid UTF-8
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]", page)
+    assert "\\x00" in page or "\\udc80" in page or "\\x85" in page
+    details_from_html(page)  # the embedded JSON still parses
+    junit_path = write_junit(run, tmp_path / "junit.xml")
+    root = ElementTree.parse(junit_path).getroot()  # raises on malformed XML
+    failure = root.find(".//failure")
+    assert failure is not None and failure.text is not None
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]", failure.text)
+
+
+def test_a_report_that_cannot_render_leaves_the_old_file_alone(tmp_path, monkeypatch):
+    import nnspec.reports.html as html
+
+    path = tmp_path / "report.html"
+    path.write_text("the previous report")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("template exploded")
+
+    monkeypatch.setattr(html, "render_report", broken)
+    with pytest.raises(RuntimeError, match="template exploded"):
+        html.write_report(sample_document(), path)
+    assert path.read_text() == "the previous report"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_junit_failures_carry_statement_worst_error_counterexample_and_reproduce(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    from nnspec.reports.junit import write_junit
+
+    run = sample_document()
+    root = ElementTree.parse(write_junit(run, tmp_path / "junit.xml")).getroot()
+    case = root.find(".//testcase[@name='softmax.row_sums[torch:cpu]']")
+    assert case is not None and case.get("classname") == "nnspec.softmax"
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message", "").startswith("worst error 3e-06 > tolerance 1e-06 (3x): max |out")
+    text = failure.text or ""
+    failing = next(item for item in run.results if item.property == "softmax.row_sums" and item.status == "fail")
+    assert "statement: Statement of softmax.row_sums." in text
+    assert failing.message in text
+    assert "minimal counterexample:" in text and "dtype=float32" in text and "x (1, 2, 3): [[[0.5, -1.0, 2.0]" in text
+    assert text.rstrip().endswith(f"reproduce: {failing.reproduce}")
+    properties = {item.get("name"): item.get("value") for item in case.iter("property")}
+    assert properties["reproduce"] == failing.reproduce and properties["level"] == "MUST"
+    error = root.find(".//testcase[@name='tiled.matches_dense[torch:cpu]']/error")
+    assert error is not None and "Traceback line 2" in (error.text or "")
+    skipped = root.find(".//testcase[@name='rope.relative[numpy]']/skipped")
+    assert skipped is not None and skipped.get("message") == "backend lacks primitive 'rope'"
+    suite = root.find("testsuite[@name='torch:cpu']")
+    assert suite is not None and (suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("2", "1", "1")
+
+
+def test_skips_are_summarised_by_cause_and_unavailable_targets_named_once():
+    from nnspec.reports.console import summarise_skips
+
+    records = [record(f"lstm.p{n}", target, "skip", message="not applicable: the backend has no lstm_cell")
+               for n in range(3) for target in ("torch:cpu/flash", "torch:cpu/math")]
+    records += [record(f"lstm.p{n}", "torch:cuda", "skip", message="backend unavailable: no CUDA device")
+                for n in range(3)]
+    records += [record("softmax.a", "numpy", "skip", message="not applicable: the backend computes in none of ['float16']"),
+                record("softmax.b", "numpy", "pass")]
+    assert summarise_skips(records) == [
+        "10 skipped: 7 not applicable, 3 unavailable",
+        "  6 not applicable: no lstm_cell (on torch:cpu/flash, torch:cpu/math)",
+        "  3 unavailable: 1 target cannot run here (no CUDA device): torch:cuda",
+        "  1 not applicable: the backend computes in none of ['float16'] (on numpy)",
+    ]
+    assert summarise_skips([record("softmax.b", "numpy", "pass")]) == []
+
+
+def _history_runs():
+    runs = []
+    for states in (("pass", "pass"), ("fail", "pass"), ("fail", "pass"), ("pass", "error")):
+        runs.append(document(
+            [prop("softmax.a"), prop("softmax.b")],
+            [record("softmax.a", "numpy", states[0]), record("softmax.b", "numpy", states[1]),
+             record("softmax.c", "numpy", "pass")],
+        ))
+    return runs
+
+
+def test_history_lists_the_pairs_that_changed_with_one_state_per_run():
+    from nnspec.reports.history import build_history
+
+    history = build_history(_history_runs(), labels=["r1.json", "r2.json", "r3.json", "r4.json"])
+    assert [run.totals for run in history.runs] == [
+        {"pass": 3}, {"fail": 1, "pass": 2}, {"fail": 1, "pass": 2}, {"pass": 2, "error": 1}]
+    changed = {(pair.property, pair.backend): pair for pair in history.changed}
+    assert set(changed) == {("softmax.a", "numpy"), ("softmax.b", "numpy")}
+    assert changed[("softmax.a", "numpy")].states == ["pass", "fail", "fail", "pass"]
+    assert changed[("softmax.a", "numpy")].changes == [1, 3]
+    assert changed[("softmax.a", "numpy")].trend == "better"
+    assert changed[("softmax.b", "numpy")].trend == "worse"
+    assert history.changed[0].property == "softmax.b"  # what got worse comes first
+    assert history.stable == 1
+    # Bar heights follow the counts: every run here has three results, so every bar is as tall.
+    heights = {round(sum(segment[3] for segment in run.segments), 1) for run in history.runs}
+    assert len(heights) == 1
+
+
+def test_report_history_command_renders_the_latest_run_with_its_trend(tmp_path, capsys):
+    from nnspec.cli import main
+
+    paths = []
+    for number, run in enumerate(_history_runs(), start=1):
+        run.write(tmp_path / f"run{number}.json")
+        paths.append(str(tmp_path / f"run{number}.json"))
+    output = tmp_path / "history.html"
+    assert main(["report", "--history", *paths, "-o", str(output)]) == 0
+    assert "history of 4 runs (2 pairs changed status)" in capsys.readouterr().out
+    page = output.read_text(encoding="utf-8")
+    assert matrix_from_html(page)[("softmax.b", "numpy")] == "error"  # the matrix is the latest run's
+    assert 'data-pair="softmax.a|numpy" data-trend="better" data-states="pass,fail,fail,pass"' in page
+    assert 'data-pair="softmax.b|numpy" data-trend="worse" data-states="pass,pass,pass,error"' in page
+    assert page.count('<g data-run="') == 4
+    assert 'href="#history"' in page
+    assert 'id="history"' not in render_report(_history_runs()[-1])

@@ -273,7 +273,18 @@
     items.forEach(function (item) { if (item.open) { setOpen(item, false); } });
   });
 
-  function measureBar() { document.documentElement.style.setProperty("--filters-height", bar.offsetHeight + "px"); }
+  // Anchors land below the sticky bar (scroll-margin-top uses its height); on a narrow screen the bar
+  // is not sticky, so nothing covers them. The matrix scrolls in its own box only when it must, so
+  // where its columns fit, the sticky header still works.
+  var matrixBox = document.getElementById("matrix-table");
+  function measureBar() {
+    var sticky = getComputedStyle(bar).position === "sticky";
+    document.documentElement.style.setProperty("--filters-height", (sticky ? bar.offsetHeight : 0) + "px");
+    if (matrixBox) {
+      matrixBox.classList.remove("fits");
+      matrixBox.classList.toggle("fits", matrixBox.scrollWidth <= matrixBox.clientWidth + 1);
+    }
+  }
   window.addEventListener("resize", measureBar);
   measureBar();
 
