@@ -54,6 +54,10 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: $(CHROMIUM) is absent and cannot be installed here; browser tests will skip"; fi
 
+## The README's gallery (docs/gallery/*.png): a real run with one broken backend, screenshotted in Chromium.
+gallery: setup browser
+	$(BIN)/python benchmarks/gallery.py
+
 lint: setup typecheck
 	$(BIN)/ruff check .
 

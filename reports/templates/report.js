@@ -280,6 +280,9 @@
   function measureBar() {
     var sticky = getComputedStyle(bar).position === "sticky";
     document.documentElement.style.setProperty("--filters-height", (sticky ? bar.offsetHeight : 0) + "px");
+    var head = document.querySelector("table.matrix.head");
+    var headSticky = head && sticky && getComputedStyle(head).position === "sticky";
+    document.documentElement.style.setProperty("--matrix-head-height", (headSticky ? head.offsetHeight : 0) + "px");
     if (matrixBox) {
       matrixBox.classList.remove("fits");
       matrixBox.classList.toggle("fits", matrixBox.scrollWidth <= matrixBox.clientWidth + 1);
