@@ -8,6 +8,7 @@ worse. Pairs whose status never changed are counted, not listed.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,16 +47,16 @@ class PairHistory:
     states: list[str]
     ratios: list[float | None]
 
-    @property
+    @builtins.property  # the field ``property`` shadows the builtin inside this class body
     def changes(self) -> list[int]:
         """Indexes of the runs in which the status differs from the run before."""
         return [index for index in range(1, len(self.states)) if self.states[index] != self.states[index - 1]]
 
-    @property
+    @builtins.property
     def latest(self) -> str:
         return self.states[-1]
 
-    @property
+    @builtins.property
     def trend(self) -> str:
         """``worse``/``better`` when the latest run started or stopped failing, else ``changed``."""
         before, now = self.states[-2] if len(self.states) > 1 else NOT_RUN, self.states[-1]
@@ -65,7 +66,7 @@ class PairHistory:
             return "better"
         return "changed"
 
-    @property
+    @builtins.property
     def flips(self) -> int:
         return len(self.changes)
 
