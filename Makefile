@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 	@echo
 	@echo "nnspec is installed in $(VENV). Next:"
-	@echo "  make run                    # check every property on every backend available here"
-	@echo "  make test                   # nnspec's own tests"
-	@echo "  $(BIN)/nnspec --help        # or first: . $(BIN)/activate  (then plain 'nnspec')"
+	@echo "  make run                # check every property on every backend available here"
+	@echo "  make test               # nnspec's own tests"
+	@echo "  $(BIN)/nnspec --help    # nnspec itself; or first '. $(BIN)/activate', then plain 'nnspec'"
 
 ## The main job: every property on every backend available here, JSON + HTML + JUnit in reports/.
 run: setup

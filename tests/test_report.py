@@ -488,3 +488,72 @@ def test_report_history_command_renders_the_latest_run_with_its_trend(tmp_path, 
     assert page.count('<g data-run="') == 4
     assert 'href="#history"' in page
     assert 'id="history"' not in render_report(_history_runs()[-1])
+
+
+# --- Set-up (issue 14): progress, next steps, every output's path, no packaging warnings ---
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _make_dry_run(tmp_path, target):
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is absent")
+    # A venv path that does not exist, so make plans the whole set-up; -n runs nothing.
+    finished = subprocess.run(["make", "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}"],
+                              capture_output=True, text=True, check=True)
+    return finished.stdout
+
+
+def test_make_setup_shows_pip_progress_and_ends_with_the_next_commands(tmp_path):
+    plan = _make_dry_run(tmp_path, "setup")
+    installs = [line for line in plan.splitlines() if "pip install" in line]
+    assert len(installs) == 2 and all("--progress-bar on" in line and "--quiet" not in line for line in installs)
+    last = plan.strip().splitlines()[-4:]
+    assert any("make run" in line for line in last) and any("make test" in line for line in last)
+    assert any(f"{tmp_path / 'venv'}/bin/nnspec" in line and "activate" in line for line in last)
+
+
+def test_make_run_names_every_output_and_how_to_call_nnspec(tmp_path):
+    plan = _make_dry_run(tmp_path, "run")
+    run_part = plan[plan.index("nnspec run --json") :]
+    for output in ("latest.json", "latest.jsonl", "compliance.html", "junit.xml"):
+        assert output in run_part
+    assert "--junitxml reports/junit.xml" in run_part
+    assert f"{tmp_path / 'venv'}/bin/nnspec run" in run_part and "/bin/activate" in run_part
+
+
+def test_pyproject_declares_an_spdx_license_with_a_setuptools_that_reads_it():
+    tomllib = pytest.importorskip("tomllib")
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"
+    assert project["build-system"]["requires"] == ["setuptools>=77"]  # PEP 639 license strings
+    packages = set(project["tool"]["setuptools"]["packages"])
+    # Data folders listed as packages, so setuptools ships them without an "absent from packages" warning.
+    assert {"nnspec.schema", "nnspec.backends.divergences", "nnspec.reports.templates"} <= packages
+
+
+def test_nnspec_run_ends_with_skips_by_cause_and_every_outputs_path(tmp_path, capsys):
+    from nnspec.cli import main
+
+    paths = {"results": tmp_path / "run.json", "records": tmp_path / "run.jsonl",
+             "report": tmp_path / "run.html", "junit": tmp_path / "junit.xml"}
+    status = main(["run", "-b", "numpy", "-b", "torch:cuda", "-p", "softmax.rows.sum_to_one", "--profile", "quick",
+                   "--json", str(paths["results"]), "--html", str(paths["report"]),
+                   "--junitxml", str(paths["junit"]), "--no-claims"])
+    out = capsys.readouterr().out
+    assert status == 0
+    tail = out[out.index("outputs:") :].splitlines()
+    assert [line.split()[0] for line in tail[1:]] == [f"{label}:" for label in paths]
+    for label, path in paths.items():
+        assert path.exists() and any(line.endswith(str(path)) for line in tail), label
+    if "torch:cuda: unavailable" in out:  # no GPU here: named once at the start, summarised at the end
+        assert not re.search(r"\[torch:cuda[^\]]*\]", out)  # no progress line per property for them
+        targets = re.findall(r"^  (torch:cuda\S*): unavailable", out, re.MULTILINE)
+        assert f"{len(targets)} skipped: {len(targets)} unavailable" in out
+        summary = re.search(r"^  +(\d+) unavailable: (\d+) targets? cannot run here \(.+\): (.+)$", out, re.MULTILINE)
+        assert summary is not None
+        assert summary[1] == summary[2] == str(len(targets)) and summary[3].split(", ") == sorted(targets)
