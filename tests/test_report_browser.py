@@ -428,3 +428,28 @@ def test_the_history_view_fits_and_lists_what_changed(browser, tmp_path, artifac
     page.locator("#history").screenshot(path=str(artifacts / f"report-history-{width}px.png"))
     assert errors == []
     context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_scrolled_columns_are_not_clipped_and_an_open_property_fits_the_screen(browser, wide_report, artifacts, width):
+    run, url = wide_report
+    context, page, errors = _sized_page(browser, width)
+    _open(page, url)
+    # Each block of rows paints only inside its own box (content-visibility), so no table may be wider.
+    clipped = page.evaluate("""[...document.querySelectorAll('.mblock')].filter((block) =>
+        block.querySelector('table').getBoundingClientRect().width > block.getBoundingClientRect().width + 0.5).length""")
+    assert clipped == 0
+    failing = next(item for item in run.results if item.status == "fail")
+    page.click(f"tr.row[data-p='{failing.property}'] th")
+    detail = page.locator(f"tr.row[data-p='{failing.property}'] + tr.detail")
+    detail.wait_for(state="visible")
+    page.evaluate("document.getElementById('matrix-table').scrollLeft = 10000")
+    page.wait_for_timeout(50)
+    body = detail.locator(".body").bounding_box()
+    assert body is not None and body["x"] >= 0 and body["x"] + body["width"] <= width + 0.5, body
+    assert failing.reproduce in detail.inner_text()
+    page.evaluate("document.getElementById('matrix-table').scrollLeft = 0")
+    detail.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / f"report-failure-{width}px.png"))
+    assert errors == []
+    context.close()
