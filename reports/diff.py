@@ -176,13 +176,14 @@ def diff(old: RunDocument, new: RunDocument, threshold: float = DEFAULT_MARGIN_T
 def render_diff_html(run_diff: RunDiff, title: str = "nnspec run comparison") -> str:
     """Render a diff as one self-contained HTML page (same look as the report)."""
     from nnspec.reports.html import _environment, environment_rows
+    from nnspec.reports.text import visible
 
     template = _environment().get_template("diff.html.j2")
     runs = [
         ("Old run", environment_rows(run_diff.old_environment)),
         ("New run", environment_rows(run_diff.new_environment)),
     ]
-    return str(template.render(diff=run_diff, title=title, runs=runs))
+    return visible(str(template.render(diff=run_diff, title=title, runs=runs)))
 
 
 def write_diff_html(run_diff: RunDiff, path: str | Path, title: str = "nnspec run comparison") -> Path:

@@ -557,3 +557,14 @@ def test_nnspec_run_ends_with_skips_by_cause_and_every_outputs_path(tmp_path, ca
         summary = re.search(r"^  +(\d+) unavailable: (\d+) targets? cannot run here \(.+\): (.+)$", out, re.MULTILINE)
         assert summary is not None
         assert summary[1] == summary[2] == str(len(targets)) and summary[3].split(", ") == sorted(targets)
+
+
+def test_the_diff_page_survives_any_string_too():
+    from nnspec.reports.diff import diff, render_diff_html
+
+    nasty = "ESC \x1b NUL \x00 surrogate \udc80"
+    old = document([prop("softmax.a")], [record("softmax.a", "numpy", "pass")], environment={"command": nasty})
+    new = document([prop("softmax.a")], [record("softmax.a", "numpy", "fail", message=nasty)], environment={"command": nasty})
+    page = render_diff_html(diff(old, new))
+    page.encode("utf-8")  # strict: no lone surrogate left
+    assert "\\x1b" in page and "\\udc80" in page
