@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nnspec.reports.results import RunDocument, load
 
@@ -85,10 +86,15 @@ class HistoryView:
         return len(self.changed) + self.stable
 
 
+def _date(environment: dict[str, Any]) -> str:
+    """The run's date; a merged run's is the latest of its shards'."""
+    dates = [str(run.get("date")) for run in environment.get("merged_from") or [environment] if run.get("date")]
+    return max(dates, default="")
+
+
 def build_history(documents: list[RunDocument], labels: list[str] | None = None) -> HistoryView:
     """The trend over ``documents`` (oldest first); ``labels`` name the runs (default: their dates)."""
-    labels = labels or [str(document.environment.get("date") or f"run {index + 1}")
-                        for index, document in enumerate(documents)]
+    labels = labels or [_date(document.environment) or f"run {index + 1}" for index, document in enumerate(documents)]
     states: dict[tuple[str, str], list[str]] = {}
     ratios: dict[tuple[str, str], list[float | None]] = {}
     runs = []
@@ -99,7 +105,7 @@ def build_history(documents: list[RunDocument], labels: list[str] | None = None)
             states.setdefault(key, [NOT_RUN] * len(documents))[index] = record.status
             ratios.setdefault(key, [None] * len(documents))[index] = record.ratio
             totals[record.status] = totals.get(record.status, 0) + 1
-        runs.append(HistoryRun(labels[index], str(document.environment.get("date") or ""), totals))
+        runs.append(HistoryRun(labels[index], _date(document.environment), totals))
 
     chart_height, bar_top, bar_bottom = 150, 8, 128
     tallest = max((run.total for run in runs), default=0) or 1
@@ -126,7 +132,9 @@ def build_history(documents: list[RunDocument], labels: list[str] | None = None)
 
 
 def load_history(paths: list[str | Path]) -> tuple[RunDocument, HistoryView]:
-    """The latest run (the last path) and the history of all of them, each labelled by its file name."""
+    """The latest run (the last path) and the history of all of them, each labelled by its file name
+    (or by its whole path, where two runs share a file name, as ``ci/123/latest.json`` and ``ci/124/latest.json`` do)."""
     documents = [load(path) for path in paths]
-    labels = [Path(path).name for path in paths]
+    names = [Path(path).name for path in paths]
+    labels = names if len(set(names)) == len(names) else [str(path) for path in paths]
     return documents[-1], build_history(documents, labels)

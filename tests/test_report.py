@@ -466,6 +466,9 @@ def test_history_lists_the_pairs_that_changed_with_one_state_per_run():
     assert changed[("softmax.b", "numpy")].trend == "worse"
     assert history.changed[0].property == "softmax.b"  # what got worse comes first
     assert history.stable == 1
+    assert history.runs[0].date == "2026-11-23T06:00:00Z"
+    merged = build_history([document([], [], environment={"merged_from": [{"date": "2026-11-01"}, {"date": "2026-11-03"}]})])
+    assert merged.runs[0].date == "2026-11-03" and merged.runs[0].label == "2026-11-03"
     # Bar heights follow the counts: every run here has three results, so every bar is as tall.
     heights = {round(sum(segment[3] for segment in run.segments), 1) for run in history.runs}
     assert len(heights) == 1
