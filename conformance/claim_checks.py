@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -112,7 +112,7 @@ def _peak_bytes(run: Callable[[], Any]) -> float:
         tracemalloc.stop()
 
 
-def fit_exponent(sizes: list[float], costs: list[float]) -> tuple[float, float]:
+def fit_exponent(sizes: Sequence[float], costs: Sequence[float]) -> tuple[float, float]:
     """The growth exponent of ``costs`` in ``sizes`` and its uncertainty.
 
     The exponent is the log-log slope over the upper half of the sweep (where lower-order terms
@@ -303,7 +303,7 @@ def measured_exponent(computation: str, variables: list[str], fixed: dict[str, i
         sweeps[variable] = {"sizes": grid, "costs": costs}
     what = "traced peak bytes" if computation.endswith("memory") else "counted operations"
     shown = ", ".join(f"{v}^{values[v]:g} (+-{tolerance[v]:.2g})" for v in variables)
-    under = ()
+    under: tuple[Condition, ...] = ()
     if held_constant:
         under = (Condition(f"with {', '.join(held_constant)} held constant", dict.fromkeys(held_constant, 0.0)),)
     return Measurement({**values, "sweeps": sweeps}, f"{computation}: {what} over a size sweep grow as {shown}.",
@@ -627,11 +627,11 @@ def training_memory(parameters: float, parts: list[str], shards: int = 1, text_a
     if any(sizes[p] is None for p in parts):
         return Measurement({"bytes": None}, "torch is not installed, so Adam's state per parameter is not measured.",
                            primary="bytes")
-    per_parameter = sum(float(sizes[p]) for p in parts)  # type: ignore[arg-type]
+    per_parameter = sum(float(sizes[p] or 0.0) for p in parts)
     total = parameters * per_parameter / shards
     under: tuple[Condition, ...] = ()
     if text_adam_bytes is not None and "adam_states" in parts:
-        assumed = per_parameter - float(adam) + text_adam_bytes  # type: ignore[arg-type]
+        assumed = per_parameter - float(adam or 0.0) + text_adam_bytes
         under = (Condition(f"with Adam's states at {text_adam_bytes:g} bytes per parameter (16-bit moments, not "
                            f"torch.optim.Adam's {adam:g})", {"bytes": parameters * assumed / shards}),)
     return Measurement({"bytes": total, "bytes_per_parameter": per_parameter},
@@ -1082,7 +1082,8 @@ def rnn_gradient_growth(scales: list[float], hidden: int = 8, steps: int = 60, s
     skewed = np.array([[t, math.sqrt(10)], [-math.sqrt(10), -t]])       # W^2 = 0.31^2 I
     alternate = np.array([[0.0, 6.0] if s % 2 == 0 else [6.0, 0.0] for s in range(steps)])
     table: dict[str, dict[str, float]] = {}
-    below, above = [], []
+    below: list[dict[str, float]] = []
+    above: list[dict[str, float]] = []
     for scale in scales:
         w = scale * orthogonal
         row = {"tanh_rnn": _rnn_jacobian_norm(w, None, inputs), "linear_rnn": _rnn_jacobian_norm(w, None, inputs, True)}
@@ -1184,7 +1185,8 @@ def masking_fractions(tokens: int = 200_000, vocab: int = 30_000, seed: int = 0,
                                                  "recipe as Hugging Face implements it is not run.")
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     table = {token: index for index, token in enumerate(specials + [f"w{i}" for i in range(vocab - len(specials))])}
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(table, unk_token="[UNK]")),
+    fast_tokenizer: Any = PreTrainedTokenizerFast
+    tokenizer = fast_tokenizer(tokenizer_object=Tokenizer(models.WordLevel(table, unk_token="[UNK]")),
                                         pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
                                         mask_token="[MASK]")
     collator = DataCollatorForLanguageModeling(tokenizer)
