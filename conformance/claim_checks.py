@@ -211,6 +211,17 @@ def _growth_cost(computation: str, n: int, d: int) -> float:
     if computation == "attention_time":
         q, k, v = _qkv(n, d)
         return _counted(lambda c: _attention_core(c, q, k, v))
+    if computation == "scores_time":
+        q, k, _ = _qkv(n, d)
+        return _counted(lambda c: c.matmul(q, k.T))
+    if computation == "softmax_time":
+        q, k, _ = _qkv(n, d)
+        scores = q @ k.T
+        return _counted(lambda c: c.softmax(scores))
+    if computation == "weighted_sum_time":
+        q, k, v = _qkv(n, d)
+        weights = _softmax(q @ k.T / math.sqrt(d))
+        return _counted(lambda c: c.matmul(weights, v))
     if computation == "attention_memory":
         q, k, v = _qkv(n, d)
         return _peak_bytes(lambda: _softmax(q @ k.T / math.sqrt(d)) @ v)
@@ -1261,3 +1272,106 @@ def flash_block_size(sram_bytes: int, head_dims: list[int], element_bytes: list[
                        + f". The block depends on head size and precision; {first} is taken as the usual case.",
                        primary="key_block",
                        under=tuple(Condition(f"for {name}", {"key_block": table[name]["key_block"]}) for name in others))
+
+
+# --- decoding -----------------------------------------------------------------------------------------------------
+
+
+@claim_check("generation_passes")
+def generation_passes(tokens: int, prompt: int = 5, d: int = 4, seed: int = 0) -> Measurement:
+    """Run greedy generation of ``tokens`` tokens with and without a K, V cache and count the forward passes:
+    full passes (over every position so far) and incremental ones (the new token only)."""
+    rng = _rng(seed)
+    w_q, w_k, w_v = (rng.standard_normal((d, d)) / math.sqrt(d) for _ in range(3))
+    embed = rng.standard_normal((16, d))
+    head = rng.standard_normal((d, 16))
+    counts = {"full_without_cache": 0, "full_with_cache": 0, "incremental_with_cache": 0}
+
+    def full(ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = embed[ids]
+        q, k, v = x @ w_q, x @ w_k, x @ w_v
+        out = _softmax(q @ k.T / math.sqrt(d) + np.triu(np.full((len(ids), len(ids)), -np.inf), 1)) @ v
+        return out[-1], k, v
+
+    ids = list(rng.integers(0, 16, prompt))
+    for _ in range(tokens):                              # without a cache: every step runs over the whole sequence
+        last, _, _ = full(ids)
+        counts["full_without_cache"] += 1
+        ids.append(int(np.argmax(last @ head)))
+    uncached = ids[prompt:]
+    ids = ids[:prompt]
+    last, keys, values = full(ids)                       # with a cache: the prompt once, then the new token only
+    counts["full_with_cache"] += 1
+    for step in range(tokens):
+        ids.append(int(np.argmax(last @ head)))
+        if step == tokens - 1:
+            break
+        x = embed[ids[-1:]]
+        keys, values = np.vstack([keys, x @ w_k]), np.vstack([values, x @ w_v])
+        last = (_softmax((x @ w_q) @ keys.T / math.sqrt(d)) @ values)[0]
+        counts["incremental_with_cache"] += 1
+    same = ids[prompt:] == uncached
+    fed_back = {"incremental_with_cache": counts["incremental_with_cache"] + 1}
+    return Measurement({**counts, "same_tokens": same}, under=(Condition(
+                           "if the last generated token is also run through the model (to cache its K, V)", fed_back),),
+                       explanation=
+                       f"generating {tokens} tokens after a {prompt}-token prompt: {counts['full_without_cache']} full "
+                       f"passes without a cache; with one, {counts['full_with_cache']} full pass over the prompt and "
+                       f"{counts['incremental_with_cache']} incremental passes (the last token needs no further pass); "
+                       f"both produce {'the same' if same else 'different'} tokens.")
+
+
+def _beam_search(log_probs: Callable[..., np.ndarray], steps: int, beam: int) -> tuple[tuple[int, ...], float]:
+    beams: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
+    for _ in range(steps):
+        grown = [(prefix + (token,), score + float(lp)) for prefix, score in beams
+                 for token, lp in enumerate(log_probs(prefix))]
+        beams = sorted(grown, key=lambda item: -item[1])[:beam]
+    return beams[0]
+
+
+@claim_check("beam_search_likelihood")
+def beam_search_likelihood(beam: int = 2, vocab: int = 3, steps: int = 4, models: int = 5000, seed: int = 0) -> Measurement:
+    """Greedy decoding, beam search and exhaustive search on random autoregressive models (a fresh next-token
+    distribution, of random sharpness, for every prefix): how often beam search finds a sequence less likely
+    than greedy's."""
+    rng = _rng(seed)
+    worse = better = optimal = 0
+    gaps = []
+    for _ in range(models):
+        table: dict[tuple[int, ...], np.ndarray] = {}
+        def log_probs(prefix: tuple[int, ...], table: dict[tuple[int, ...], np.ndarray] = table) -> np.ndarray:
+            if prefix not in table:
+                table[prefix] = np.log(_softmax(rng.standard_normal(vocab) * rng.uniform(0.0, 5.0)))
+            return table[prefix]
+
+        _, greedy = _beam_search(log_probs, steps, 1)
+        _, beamed = _beam_search(log_probs, steps, beam)
+        _, best = _beam_search(log_probs, steps, vocab**steps)
+        worse += beamed < greedy - 1e-12
+        better += beamed > greedy + 1e-12
+        optimal += beamed > best - 1e-12
+        gaps.append(beamed - greedy)
+    return Measurement({"beam_never_below_greedy": worse == 0, "beam_at_least_greedy_on_average": float(np.mean(gaps)) >= 0,
+                        "beam_always_optimal": optimal == models, "share_beam_worse": worse / models,
+                        "share_beam_better": better / models, "mean_log_likelihood_gain": float(np.mean(gaps))},
+                       f"over {models} random models (vocabulary {vocab}, {steps} steps), beam search with k = {beam} found "
+                       f"a more likely sequence than greedy in {better / models:.1%}, a less likely one in {worse / models:.1%}, "
+                       f"the most likely one in {optimal / models:.1%}; mean log-likelihood gain {np.mean(gaps):.3f}.",
+                       under=(Condition("on average, not as a guarantee",
+                                        {"beam_never_below_greedy": float(np.mean(gaps)) >= 0}),))
+
+
+@claim_check("torch_transformer_layers")
+def torch_transformer_layers() -> Measurement:
+    """Encoder and decoder layers of a default torch.nn.Transformer (the original paper's base configuration)."""
+    torch = _torch()
+    if torch is None:
+        return Measurement({"encoder_layers": None, "decoder_layers": None}, "torch is not installed.")
+    model = torch.nn.Transformer(device="meta")
+    counts = {"encoder_layers": len(model.encoder.layers), "decoder_layers": len(model.decoder.layers),
+              "d_model": model.encoder.layers[0].linear1.in_features,
+              "heads": model.encoder.layers[0].self_attn.num_heads}
+    return Measurement(counts, f"a default torch.nn.Transformer has {counts['encoder_layers']} encoder and "
+                               f"{counts['decoder_layers']} decoder layers (d_model {counts['d_model']}, "
+                               f"{counts['heads']} heads).")
