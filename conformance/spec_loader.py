@@ -86,6 +86,7 @@ class Claim:
     claimed: Any = None
     notes: str = ""
     line: int | None = None
+    quote: str = ""
 
 
 @dataclass
@@ -205,6 +206,7 @@ def load_file(path: str | Path) -> tuple[str, str, list[Property], list[Claim]]:
             id=raw["id"], topic=topic, source=_sources(raw["source"]), claim=raw["claim"].strip(),
             check=raw["check"]["name"], params=raw["check"].get("params", {}), path=shown,
             claimed=raw.get("claimed"), notes=raw.get("notes", ""), line=lines.get(("claims", index)),
+            quote=raw.get("quote", ""),
         )
         for index, raw in enumerate(data.get("claims", []))
     ]
