@@ -164,9 +164,11 @@ def _alignment(weights: np.ndarray, q_len: int, k_len: int) -> str:
     return "neither top-left nor bottom-right"
 
 
+# params: accept: list[str] = ["top-left"]  (alignments the property accepts: top-left, bottom-right)
 @checker("causal_alignment", requires=("attention",))
 def causal_alignment(case: Case) -> None:
-    """With L != S, ``is_causal`` is top-left aligned (key j visible to query i when j <= i).
+    """With L != S, ``is_causal`` has one of the alignments in ``params.accept`` (top-left, key j
+    visible to query i when j <= i, by default).
 
     The weights are read through the attention kernel itself: with values ``V = I_S`` the output
     is the weight matrix. So that q, k and v share one head width (some kernels require it), all
@@ -191,6 +193,8 @@ def causal_alignment(case: Case) -> None:
     weights = weights.astype(np.float64)[..., :k_len]
     found = _alignment(weights, q_len, k_len)
     case.note(f"is_causal with L != S is {found} aligned")
-    case.require(found == "top-left",
-                 f"is_causal with L = {q_len} queries and S = {k_len} keys uses {found} alignment "
+    accepted = list(case.params.get("accept", ["top-left"]))
+    case.require(found in accepted,
+                 f"is_causal with L = {q_len} queries and S = {k_len} keys uses {found} alignment, "
+                 f"expected {' or '.join(accepted)} "
                  f"(top-left: key j visible to query i when j <= i; bottom-right: when j <= i + S - L)")
