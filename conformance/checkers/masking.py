@@ -75,8 +75,11 @@ def _broadcast_mask(case: Case, batch: int, heads: int, q_len: int, k_len: int) 
 
 @checker("arbitrary_mask_matches_oracle", requires=("attention",))
 def arbitrary_mask_matches_oracle(case: Case) -> None:
-    """Any boolean mask broadcastable to (B, H, L, S), per head or per batch or shared, matches the oracle."""
-    q, k, v = qkv(case)
+    """Any boolean mask broadcastable to (B, H, L, S), per head or per batch or shared, matches the oracle.
+
+    Half the examples are square (L = S), deliberately: only there can a kernel read the mask's
+    query and key axes the wrong way round without a shape error."""
+    q, k, v = qkv(case, self_attention=case.flag("square"))
     layout, mask = _broadcast_mask(case, q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     out = case.call("attention", q, k, v, mask=mask)
     case.close(f"attention with a {layout} mask of shape {mask.shape}", out, oracles.attention(q, k, v, mask),
