@@ -83,7 +83,14 @@ class NumpyBackend(Backend):
         is_causal: bool = False,
         scale: float | None = None,
     ) -> Array:
-        return self.attention_weights(q, k, mask=mask, is_causal=is_causal, scale=scale) @ v
+        weights = self.attention_weights(q, k, mask=mask, is_causal=is_causal, scale=scale)
+        if np.all(np.isfinite(v)):
+            return weights @ v
+        # A key with weight exactly 0 contributes nothing, even when its value is NaN or inf
+        # (IEEE 0 * inf is NaN): only the terms with a non-zero weight are summed.
+        with np.errstate(invalid="ignore"):
+            terms = weights[..., :, :, None] * v[..., None, :, :]
+        return np.sum(np.where(weights[..., :, :, None] != 0, terms, 0.0), axis=-2).astype(weights.dtype)
 
     def tiled_attention(
         self,

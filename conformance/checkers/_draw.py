@@ -13,7 +13,9 @@ def qkv(case: Case, self_attention: bool = False) -> tuple[np.ndarray, np.ndarra
     q_len = case.size("q_len", (1, 8))
     k_len = q_len if self_attention else case.size("k_len", (1, 8))
     dim = case.size("dim", (1, 8))
-    dim_v = case.size("dim_v", (dim, dim)) if "dim_v" in case.prop.inputs else dim
+    # The value width is drawn on its own (from the domain's dim_v, else dim's range): a kernel that
+    # scales by 1/sqrt(Dv) or assumes Dv == D is seen wherever attention is drawn.
+    dim_v = case.size("dim_v", tuple(case.prop.inputs.get("dim", (1, 8))))
     regime = case.regime()
     q = case.array("q", (batch, heads, q_len, dim), regime)
     k = case.array("k", (batch, heads, k_len, dim), regime)

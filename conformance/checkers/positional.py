@@ -37,11 +37,31 @@ def rope_oracle(x: np.ndarray, positions: np.ndarray, base: float = 10000.0) -> 
     return out
 
 
-def alibi_oracle(num_heads: int, q_len: int, k_len: int) -> np.ndarray:
-    """``-m_h (i - j)`` for keys at or before the query, 0 after; ``m_h = 2^(-8 (h+1) / H)``."""
+def geometric_slopes(num_heads: int) -> np.ndarray:
+    """The plain geometric slopes ``m_h = 2^(-8 (h+1) / H)``, for every head count."""
+    return 2.0 ** (-8.0 * np.arange(1, num_heads + 1) / num_heads)
+
+
+def interleaved_slopes(num_heads: int) -> np.ndarray:
+    """The ALiBi authors' slopes: geometric for a power-of-two ``H``; otherwise the geometric
+    slopes of the largest power of two ``P < H``, followed by every other slope of ``2P`` heads
+    (the odd powers of ``2^(-4/P)``) until there are ``H``."""
+    if num_heads & (num_heads - 1) == 0:
+        return geometric_slopes(num_heads)
+    below = 1 << (num_heads.bit_length() - 1)
+    return np.concatenate([geometric_slopes(below), interleaved_slopes(2 * below)[0::2][: num_heads - below]])
+
+
+def is_power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+def alibi_oracle(num_heads: int, q_len: int, k_len: int, slopes: np.ndarray | None = None) -> np.ndarray:
+    """``-m_h (i - j)`` for keys at or before the query, 0 after; ``m_h`` the geometric slopes by default."""
+    slopes = geometric_slopes(num_heads) if slopes is None else slopes
     bias = np.zeros((num_heads, q_len, k_len))
     for head in range(num_heads):
-        slope = 2.0 ** (-8.0 * (head + 1) / num_heads)
+        slope = float(slopes[head])
         for i in range(q_len):
             for j in range(min(i + 1, k_len)):
                 bias[head, i, j] = -slope * (i - j)
@@ -161,14 +181,15 @@ def rope_matches_formula(case: Case) -> None:
 
 @checker("rope_preserves_norm", requires=("rope",))
 def rope_preserves_norm(case: Case) -> None:
-    """A rotation keeps the length of every pair, hence of every token's vector."""
+    """A rotation keeps the length of every token's vector, whatever the pairing of coordinates."""
     x = _rotary_inputs(case, "x", "q_len")
     positions = _positions(case, "positions", x.shape[2])
     rotated = case.call("rope", x, positions).astype(np.float64)
     x64 = x.astype(np.float64)
-    before = np.hypot(x64[..., 0::2], x64[..., 1::2])
-    after = np.hypot(rotated[..., 0::2], rotated[..., 1::2])
-    case.close("length of each rotated pair against the original", after, before,
+    # The length of the whole vector: it is kept whichever coordinates a backend pairs up.
+    before = np.linalg.norm(x64, axis=-1)
+    after = np.linalg.norm(rotated, axis=-1)
+    case.close("length of each rotated vector against the original", after, before,
                magnitude=float(np.max(before, initial=0.0)))
 
 
@@ -197,12 +218,29 @@ def _alibi(case: Case, heads: int, q_len: int, k_len: int) -> np.ndarray:
     return case.call("alibi_bias", heads, q_len, k_len, dtype=case.dtype()).astype(np.float64)
 
 
+def _expected_slopes(case: Case, heads: int, bias: np.ndarray) -> np.ndarray:
+    """The slopes the backend must use: geometric for a power-of-two ``H`` (both published recipes
+    agree there); otherwise whichever of the two recipes its table is closer to (implementation-
+    defined), recorded as a note."""
+    if is_power_of_two(heads):
+        return geometric_slopes(heads)
+    recipes = {"plain geometric": geometric_slopes(heads), "interleaved (the ALiBi authors')": interleaved_slopes(heads)}
+    if bias.shape[1] < 2:
+        return recipes["plain geometric"]  # a one-query table is all zero whatever the slopes
+    observed = -bias[:, 1, 0]
+    name = min(recipes, key=lambda key: float(np.max(np.abs(recipes[key] - observed))))
+    case.note(f"slopes for a head count that is not a power of two: {name}")
+    return recipes[name]
+
+
 @checker("alibi_matches_formula", requires=("alibi_bias",))
 def alibi_matches_formula(case: Case) -> None:
-    """``bias[h, i, j] = -2^(-8 (h+1) / H) (i - j)`` for ``j <= i`` and 0 above the diagonal."""
+    """``bias[h, i, j] = -m_h (i - j)`` for ``j <= i`` and 0 above the diagonal, ``m_h = 2^(-8 (h+1) / H)``
+    for a power-of-two ``H``; for other ``H`` the slopes of either published recipe."""
     heads, q_len, k_len = case.size("heads", (1, 16)), case.size("q_len", (1, 16)), case.size("k_len", (1, 16))
     bias = _alibi(case, heads, q_len, k_len)
-    case.close("ALiBi bias", bias, alibi_oracle(heads, q_len, k_len), magnitude=float(max(q_len, k_len)))
+    slopes = _expected_slopes(case, heads, bias)
+    case.close("ALiBi bias", bias, alibi_oracle(heads, q_len, k_len, slopes), magnitude=float(max(q_len, k_len)))
 
 
 @checker("alibi_relative_distance_only", requires=("alibi_bias",))
@@ -227,14 +265,14 @@ def alibi_relative_distance_only(case: Case) -> None:
 
 @checker("alibi_geometric_slopes", requires=("alibi_bias",))
 def alibi_geometric_slopes(case: Case) -> None:
-    """Slopes read off the bias (``-bias[h, 1, 0]``) are ``r, r^2, ..., r^H`` with ``r = 2^(-8/H)``,
-    and below the diagonal the bias is that slope times the distance."""
+    """Slopes read off the bias (``-bias[h, 1, 0]``) are ``r, r^2, ..., r^H`` with ``r = 2^(-8/H)``
+    for a power-of-two ``H`` (for other ``H``: either published recipe), and below the diagonal
+    the bias is that slope times the distance."""
     heads = case.size("heads", (1, 16))
     q_len, k_len = case.size("q_len", (2, 16), minimum=2), case.size("k_len", (1, 16))
     bias = _alibi(case, heads, q_len, k_len)
     slopes = -bias[:, 1, 0]
-    ratio = 2.0 ** (-8.0 / heads)
-    case.close("per-head slopes against 2^(-8/H)^(h+1)", slopes, ratio ** np.arange(1, heads + 1))
+    case.close("per-head slopes against the published recipe", slopes, _expected_slopes(case, heads, bias))
     distance = np.arange(q_len)[:, None] - np.arange(k_len)[None, :]
     below = distance >= 0
     case.close("bias below the diagonal against slope * distance", bias[:, below],

@@ -140,6 +140,17 @@ class GRUResetBeforeMatmul(JaxBackend):
 #: Each mutant and the property ids (glob patterns) expected to reject it. Only properties that
 #: JaxBackend itself passes are listed: the float64 attention properties fail on JAX's own
 #: float32 softmax (divergences/jax.txt), so a mutant failing them proves nothing.
+class LstmSequenceInitialCellStopped(JaxBackend):
+    """An LSTM layer that stops the gradient of its initial cell state c0 (forward exact)."""
+
+    name: ClassVar[str] = "jax-lstm-sequence-c0-stop-gradient"
+
+    def lstm_sequence(self, xs: Array, h0: Array, c0: Array, params: dict[str, Array], lengths: Array = None,
+                      reverse: bool = False) -> tuple[Array, Array, Array]:
+        return super().lstm_sequence(xs, h0, self.jax.lax.stop_gradient(c0), params, lengths=lengths,
+                                     reverse=reverse)
+
+
 REJECTED_BY: dict[type[JaxBackend], tuple[str, ...]] = {
     StopGradientCellStateLSTM: ("lstm.gradient.*",),
     AttentionScaledByDim: ("scaling.default_scale.*", "scaling.variance.scaled_is_unit"),
@@ -148,5 +159,6 @@ REJECTED_BY: dict[type[JaxBackend], tuple[str, ...]] = {
     RopeRotatesHalves: ("positional.rope.matches_formula",),
     LayerNormUnbiasedVariance: ("normalisation.layer_norm.matches_formula",),
     GRUResetBeforeMatmul: ("gru.cell.matches_equations",),
+    LstmSequenceInitialCellStopped: ("gradients.lstm_sequence.matches_reference",),
 }
 

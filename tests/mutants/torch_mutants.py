@@ -158,8 +158,114 @@ class TiledAttentionWithoutRescale(TorchBackend):
 
 #: Each mutant and the property ids (glob patterns) expected to reject it, as observed in a quick run.
 #: GRUUpdateGateSwapped is left out until the catalogue has a GRU property: no property calls gru_cell yet.
+# -- gradient-only bugs: the forward pass is exact, the backward is not -------------------------
+
+
+class AttentionBackwardValuesOnly(TorchBackend):
+    """Attention's backward returns dV only: queries and keys are detached, the forward is exact."""
+
+    name: ClassVar[str] = "torch-attention-backward-dv-only"
+
+    def attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, is_causal: bool = False,
+                  scale: float | None = None) -> Tensor:
+        return super().attention(q.detach(), k.detach(), v, mask=mask, is_causal=is_causal, scale=scale)
+
+
+class LayerNormDetachedVariance(TorchBackend):
+    """Layer norm whose variance is detached from the graph (a constant in the backward)."""
+
+    name: ClassVar[str] = "torch-layer-norm-detached-variance"
+
+    def layer_norm(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True).detach()
+        return (x - mean) / self.torch.sqrt(variance + eps) * weight + bias
+
+
+class DetachedHiddenStateLSTM(TorchBackend):
+    """The incoming hidden state is detached: forward exact, no gradient reaches h or w_hh through it."""
+
+    name: ClassVar[str] = "torch-detached-hidden-state"
+
+    def lstm_cell(self, x: Tensor, h: Tensor, c: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return super().lstm_cell(x, h.detach(), c, params)
+
+
+class GruUpdateGateDetached(TorchBackend):
+    """The GRU's interpolation ``z * h`` treats h as a constant in the backward."""
+
+    name: ClassVar[str] = "torch-gru-detached-carry"
+
+    def gru_cell(self, x: Tensor, h: Tensor, params: dict[str, Tensor]) -> Tensor:
+        return super().gru_cell(x, h.detach(), params)
+
+
+class SoftmaxDetachedNormaliser(TorchBackend):
+    """``exp(x) / sum(exp(x))`` with the sum detached: forward exact, the backward misses the
+    ``-p p^T`` part of the softmax Jacobian."""
+
+    name: ClassVar[str] = "torch-softmax-detached-sum"
+
+    def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
+        exponentials = self.torch.exp(x - x.amax(dim=axis, keepdim=True).detach())
+        return exponentials / exponentials.sum(dim=axis, keepdim=True).detach()
+
+
+class AttentionBiasDetached(TorchBackend):
+    """The additive bias enters attention as a constant: no gradient reaches a learned bias."""
+
+    name: ClassVar[str] = "torch-attention-bias-detached"
+
+    def attention_with_bias(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float | None = None) -> Tensor:
+        return super().attention_with_bias(q, k, v, bias.detach(), scale=scale)
+
+
+class FeedForwardFirstLayerFrozen(TorchBackend):
+    """The FFN's first weight matrix is detached (a frozen layer left in the graph by mistake)."""
+
+    name: ClassVar[str] = "torch-ffn-first-layer-detached"
+
+    def feed_forward(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        return super().feed_forward(x, {**params, "w_1": params["w_1"].detach()})
+
+
+class RopeDetachedRotatedHalf(TorchBackend):
+    """RoPE whose ``sin`` term is computed from a detached copy of x: forward exact, backward a
+    scaling by cos instead of a rotation."""
+
+    name: ClassVar[str] = "torch-rope-detached-sin-term"
+
+    def rope(self, x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+        exact = super().rope(x, positions, base)
+        torch = self.torch
+        dim = x.shape[-1]
+        frequencies = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim)
+        angles = positions.to(torch.float64)[:, None] * frequencies[None, :]
+        cos = torch.repeat_interleave(torch.cos(angles), 2, dim=-1).to(x.dtype)
+        return x * cos + (exact - x * cos).detach()
+
+
+class RnnCellDetachedHidden(TorchBackend):
+    """The Elman cell's incoming hidden state is detached: BPTT through it sees no gradient."""
+
+    name: ClassVar[str] = "torch-rnn-detached-hidden"
+
+    def rnn_cell(self, x: Tensor, h: Tensor, params: dict[str, Tensor]) -> Tensor:
+        return super().rnn_cell(x, h.detach(), params)
+
+
 REJECTED_BY: dict[type[TorchBackend], tuple[str, ...]] = {
-    DetachedCellStateLSTM: ("lstm.gradient.cell_state_jacobian_is_forget_gate", "lstm.gradient.long_horizon_retention"),
+    DetachedCellStateLSTM: ("lstm.gradient.cell_state_jacobian_is_forget_gate", "lstm.gradient.long_horizon_retention",
+                            "gradients.lstm_cell.matches_reference"),
+    AttentionBackwardValuesOnly: ("gradients.attention.matches_reference", "gradients.multi_head_attention.matches_reference"),
+    LayerNormDetachedVariance: ("gradients.layer_norm.matches_reference",),
+    DetachedHiddenStateLSTM: ("gradients.lstm_cell.matches_reference",),
+    GruUpdateGateDetached: ("gradients.gru_cell.matches_reference",),
+    SoftmaxDetachedNormaliser: ("gradients.softmax.matches_reference",),
+    AttentionBiasDetached: ("gradients.attention_with_bias.matches_reference",),
+    FeedForwardFirstLayerFrozen: ("gradients.feed_forward.matches_reference",),
+    RopeDetachedRotatedHalf: ("gradients.rope.matches_reference",),
+    RnnCellDetachedHidden: ("gradients.rnn_cell.matches_reference",),
     CausalMaskOffByOne: ("masking.causal.future_independence", "masking.causal.first_position_self_only"),
     UnscaledAttention: ("attention.sdpa.matches_formula",),
     InvertedMaskPolarity: ("attention.sdpa.matches_formula",),
