@@ -51,7 +51,7 @@ INVALID = [
     ("unknown-checker", mutate("softmax_rows_sum_to_one", "softmax_rows_sum_to_two"),
      r"field 'check\.name'.*unknown checker.*Received: 'softmax_rows_sum_to_two'"),
     ("unknown-dependency", mutate("    level: MUST", "    level: MUST\n    depends_on: [demo.nothing.here]"),
-     r"field 'depends_on'.*Received: 'demo\.nothing\.here'"),
+     r"field 'depends_on\.0'.*Received: 'demo\.nothing\.here'"),
     ("duplicate-id", VALID_PROPERTY + VALID_PROPERTY, r"duplicate property id"),
 ]
 
