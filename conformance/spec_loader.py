@@ -239,7 +239,8 @@ def _line(lines: dict[Location, int], location: Location) -> int | None:
     return None
 
 
-def _located(shown: str, data: Any, lines: dict[Location, int], location: Location, message: str) -> SpecError:
+def _located(shown: str, data: Any, lines: dict[Location, int], location: Location, message: str,
+             line: int | None = None) -> SpecError:
     """A SpecError at ``location`` (a path in the document), naming the property id when there is one."""
     property_id = None
     if len(location) >= 2 and location[0] in ("properties", "claims") and isinstance(data, dict):
@@ -251,7 +252,7 @@ def _located(shown: str, data: Any, lines: dict[Location, int], location: Locati
             property_id = found if isinstance(found, str) else None
     parts = location[2:] if property_id else location
     return SpecError(message, path=shown, property_id=property_id,
-                     field=".".join(map(str, parts)) or None, line=_line(lines, location))
+                     field=".".join(map(str, parts)) or None, line=line or _line(lines, location))
 
 
 def _shown(value: Any) -> str:
@@ -331,7 +332,7 @@ def _load(path: Path, known_checkers: set[str]) -> tuple[str | None, str, list[P
         data, lines, duplicates = _parse(_read(path, shown), shown)
     except SpecError as error:
         return None, "", [], [], [error]
-    errors = [_located(shown, data, lines, location, message) for location, _, message in duplicates]
+    errors = [_located(shown, data, lines, location, message, line) for location, line, message in duplicates]
     if not isinstance(data, dict):
         errors.append(SpecError(f"expected a mapping at the top level. Received: {type(data).__name__}", path=shown))
         return None, "", [], [], errors
@@ -344,13 +345,23 @@ def _load(path: Path, known_checkers: set[str]) -> tuple[str | None, str, list[P
     topic, title = data["topic"], data["title"]
     properties: list[Property] = []
     for index, raw in enumerate(data.get("properties", [])):
-        if ("properties", index) in broken:
-            continue
         here = ("properties", index)
-        count = len(errors)
-        _check_property(raw, known_checkers,
-                        lambda where, message, here=here: errors.append(_located(shown, data, lines, (*here, *where), message)))
-        if len(errors) > count:
+        flagged = {loc for loc, _ in located if loc[:2] == here}
+        found: list[SpecError] = []
+
+        def report(where: Location, message: str, here: Location = here, flagged: set[Location] = flagged,
+                   found: list[SpecError] = found) -> None:
+            if (*here, *where) not in flagged:
+                found.append(_located(shown, data, lines, (*here, *where), message))
+
+        try:
+            _check_property(raw, known_checkers, report)
+        except (KeyError, TypeError, AttributeError, IndexError):
+            if here not in broken:
+                raise
+            # a property the schema rejected: what else is wrong is reported as far as its shape allows
+        errors += found
+        if here in broken or found:
             continue
         properties.append(Property(
             id=raw["id"], title=raw["title"], statement=raw["statement"].strip(), level=raw["level"],

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from nnspec import spec_loader
 from nnspec.errors import SpecError
-from nnspec.spec_loader import load_catalogue, load_file
+from nnspec.spec_loader import SpecErrors, check_catalogue, load_catalogue, load_file
 
 VALID_PROPERTY = """
   - id: demo.softmax.rows
@@ -36,6 +37,13 @@ def mutate(replace: str, by: str) -> str:
     return VALID_PROPERTY.replace(replace, by)
 
 
+def with_check(check: str) -> str:
+    return mutate("check: {name: softmax_rows_sum_to_one}", f"check: {check}")
+
+
+SECOND_PROPERTY = VALID_PROPERTY.replace("demo.softmax.rows", "demo.softmax.other")
+
+
 INVALID = [
     ("unknown-field", mutate("    level: MUST", "    level: MUST\n    colour: blue"),
      r"demo\.yaml.*property 'demo\.softmax\.rows'.*field 'colour'.*Received"),
@@ -53,6 +61,49 @@ INVALID = [
     ("unknown-dependency", mutate("    level: MUST", "    level: MUST\n    depends_on: [demo.nothing.here]"),
      r"field 'depends_on\.0'.*Received: 'demo\.nothing\.here'"),
     ("duplicate-id", VALID_PROPERTY + VALID_PROPERTY, r"duplicate property id"),
+    ("unknown-input-suggests", mutate("batch: [1, 2]", "batches: [1, 2]"),
+     r"field 'inputs\.batches'.*did you mean 'batch'"),
+    ("unknown-param", with_check("{name: lstm_long_horizon_gradient, params: {forget_bais: 8.0}}"),
+     r"demo\.yaml:\d+, property 'demo\.softmax\.rows', field 'check\.params\.forget_bais'.*"
+     r"did you mean 'forget_bias'.*Received: forget_bais: 8\.0"),
+    ("param-on-checker-without-params", with_check("{name: softmax_rows_sum_to_one, params: {axis: 0}}"),
+     r"field 'check\.params\.axis'.*takes no parameters"),
+    ("mistyped-param", with_check("{name: lstm_long_horizon_gradient, params: {forget_bias: eight}}"),
+     r"field 'check\.params\.forget_bias'.*expected a number, not str.*Received: \"eight\""),
+    ("bool-is-not-a-number", with_check("{name: lstm_long_horizon_gradient, params: {forget_bias: true}}"),
+     r"field 'check\.params\.forget_bias'.*expected a number, not bool"),
+    ("param-out-of-range", with_check("{name: lstm_long_horizon_gradient, params: {retention_floor: 2.0}}"),
+     r"field 'check\.params\.retention_floor'.*at most 1\.0.*Received: 2\.0"),
+    ("param-not-a-choice", with_check("{name: residual_block_matches_oracle, params: {order: pree}}"),
+     r"field 'check\.params\.order'.*one of \['pre', 'post'\].*did you mean 'pre'"),
+    ("list-item-not-a-choice", with_check("{name: residual_block_matches_oracle, params: {sublayers: [attn]}}"),
+     r"field 'check\.params\.sublayers'.*not 'attn'"),
+    ("required-param-missing", with_check("{name: sparse_pattern_independence}"),
+     r"field 'check\.params'.*requires the parameter 'pattern'"),
+    ("unknown-checker-suggests", mutate("softmax_rows_sum_to_one", "softmax_row_sum_to_one"),
+     r"unknown checker \(did you mean 'softmax_rows_sum_to_one'\?\)"),
+    ("reversed-range", mutate("batch: [1, 2]", "batch: [3, 1]"),
+     r"demo\.yaml:\d+, property 'demo\.softmax\.rows', field 'inputs\.batch'.*minimum is larger.*Received: \[3, 1\]"),
+    ("reversed-scale", mutate("batch: [1, 2]", "batch: [1, 2]\n      scale: [2.0, 0.5]"),
+     r"field 'inputs\.scale'.*minimum is larger.*Received: \[2\.0, 0\.5\]"),
+    ("zero-size", mutate("length: [1, 4]", "length: [0, 4]"),
+     r"field 'inputs\.length\.0'.*less than the minimum of 1.*Received: 0"),
+    ("absurd-size", mutate("length: [1, 4]", "length: [1, 100000000]"),
+     r"field 'inputs\.length\.1'.*greater than the maximum of 4096.*Received: 100000000"),
+    ("absurd-examples", mutate("    level: MUST", "    level: MUST\n    examples: 100000000"),
+     r"field 'examples'.*maximum.*Received: 100000000"),
+    ("duplicate-key", mutate("    level: MUST", "    level: MUST\n    level: MAY"),
+     r"demo\.yaml:9, property 'demo\.softmax\.rows', field 'level'.*duplicate key 'level' \(first at line 8\)"),
+    ("requires-typo", mutate("    level: MUST", "    level: MUST\n    requires: [softmx]"),
+     r"field 'requires\.0'.*not a backend primitive \(did you mean 'softmax'\?\).*Received: 'softmx'"),
+    ("dependency-typo", mutate("    level: MUST", "    level: MUST\n    depends_on: [demo.softmax.row]"),
+     r"field 'depends_on\.0'.*did you mean 'demo\.softmax\.rows'"),
+    ("depends-on-itself", mutate("    level: MUST", "    level: MUST\n    depends_on: [demo.softmax.rows]"),
+     r"depends_on forms a cycle: demo\.softmax\.rows -> demo\.softmax\.rows"),
+    ("depends-on-cycle",
+     mutate("    level: MUST", "    level: MUST\n    depends_on: [demo.softmax.other]")
+     + SECOND_PROPERTY.replace("    level: MUST", "    level: MUST\n    depends_on: [demo.softmax.rows]"),
+     r"cycle: demo\.softmax\.other -> demo\.softmax\.rows -> demo\.softmax\.other"),
 ]
 
 
@@ -102,3 +153,77 @@ def test_shipped_catalogue_is_valid_and_sorted() -> None:
     ids = [p.id for p in catalogue.properties]
     assert ids == sorted(ids) and len(ids) == len(set(ids))
     assert len(ids) >= 20
+
+
+def test_every_error_of_every_file_is_collected(tmp_path: Path) -> None:
+    body = mutate("batch: [1, 2]", "batch: [3, 1]").replace("level: MUST", "level: MUST\n    requires: [softmx]")
+    first = write_spec(tmp_path, body)
+    second = tmp_path / "other.yaml"
+    second.write_text(first.read_text().replace("topic: demo", "topic: other").replace("batch: [3, 1]", "batch: [0, 1]"))
+    catalogue, errors, files = check_catalogue([tmp_path])
+    assert len(files) == 2 and catalogue.properties == []
+    found = sorted((Path(e.path).name, e.field) for e in errors)
+    assert found == [("demo.yaml", "inputs.batch"), ("demo.yaml", "requires.0"),
+                     ("other.yaml", "inputs.batch.0"), ("other.yaml", "requires.0")]
+    with pytest.raises(SpecErrors, match=r"4 errors in the spec files") as raised:
+        load_catalogue([tmp_path])
+    assert len(raised.value.errors) == 4 and isinstance(raised.value, ValueError)
+
+
+def test_duplicate_id_across_files_names_both(tmp_path: Path) -> None:
+    write_spec(tmp_path, VALID_PROPERTY)
+    (tmp_path / "other.yaml").write_text((tmp_path / "demo.yaml").read_text().replace("topic: demo", "topic: other"))
+    with pytest.raises(SpecError, match=r"other\.yaml:5, property 'demo\.softmax\.rows', field 'id': "
+                                        r"duplicate property id, first defined in .*demo\.yaml"):
+        load_catalogue([tmp_path])
+
+
+def test_alias_bomb_is_refused_at_the_alias_budget(tmp_path: Path) -> None:
+    lines = ["nnspec: 1", "topic: bomb", "title: Bomb", 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")  # 9**9 strings once expanded
+    with pytest.raises(SpecError, match=r"bomb\.yaml:\d+: more than 100 uses of YAML aliases"):
+        load_file(path)
+
+
+def test_node_budget_counts_expanded_aliases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spec_loader, "MAX_NODES", 50)
+    path = write_spec(tmp_path, "", header="nnspec: 1\ntopic: demo\ntitle: Demo\nx: &x [1, 2, 3, 4, 5, 6, 7, 8]\n"
+                                           "y: [*x, *x, *x, *x, *x, *x, *x]\n")
+    with pytest.raises(SpecError, match=r"more than 50 YAML nodes, aliases expanded"):
+        load_file(path)
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, "", header="nnspec: 1\ntopic: demo\ntitle: Demo\nx: &x [1, *x]\n")
+    with pytest.raises(SpecError, match=r"demo\.yaml:4: a YAML alias refers to a node that contains it"):
+        load_file(path)
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, "", header="nnspec: 1\ntopic: demo\ntitle: Demo\nx: " + "[" * 200 + "]" * 200 + "\n")
+    with pytest.raises(SpecError, match=r"nested more than 64 levels deep"):
+        load_file(path)
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, VALID_PROPERTY)
+    path.write_text(path.read_text() + "#" * spec_loader.MAX_FILE_BYTES)
+    with pytest.raises(SpecError, match=r"demo\.yaml: the file is larger than the 1048576 bytes"):
+        load_file(path)
+
+
+def test_undecodable_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"nnspec: 1\ntopic: demo\ntitle: caf\xe9\n")
+    with pytest.raises(SpecError, match=r"latin1\.yaml:3: not UTF-8 text: byte 0xe9 at offset 32"):
+        load_file(path)
+
+
+def test_shipped_anchors_and_aliases_still_load() -> None:
+    catalogue = load_catalogue()
+    assert "inputs: *sparse_inputs" in (spec_loader.default_spec_dir() / "sparse.yaml").read_text()
+    sparse = {p.id: p for p in catalogue.properties if p.check == "sparse_pattern_independence"}
+    assert sparse["sparse.dilated_window.independence"].inputs == sparse["sparse.sliding_window.independence"].inputs
