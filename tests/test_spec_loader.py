@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,3 +229,150 @@ def test_shipped_anchors_and_aliases_still_load() -> None:
     assert "inputs: *sparse_inputs" in (spec_loader.default_spec_dir() / "sparse.yaml").read_text()
     sparse = {p.id: p for p in catalogue.properties if p.check == "sparse_pattern_independence"}
     assert sparse["sparse.dilated_window.independence"].inputs == sparse["sparse.sliding_window.independence"].inputs
+
+
+# Checker parameter declarations ------------------------------------------------------------------
+
+CHECKERS_DIR = Path(spec_loader.__file__).resolve().parent / "checkers"
+
+
+def _reads(tree: ast.Module, module: str) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, dict[str, Any]], list[str]]:
+    """Per top-level function or class: the ``case.params`` keys it reads, the names it calls, and the
+    literal defaults it reads them with; plus every read whose key is not a literal."""
+    keys: dict[str, set[str]] = {}
+    calls: dict[str, set[str]] = {}
+    defaults: dict[str, dict[str, Any]] = {}
+    opaque: list[str] = []
+    for definition in tree.body:
+        if not isinstance(definition, (ast.FunctionDef, ast.ClassDef)):
+            continue
+        name = definition.name
+        keys[name], calls[name], defaults[name] = set(), set(), {}
+        handled: set[int] = set()
+        for node in ast.walk(definition):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                calls[name].add(node.func.id)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+                target = node.func.value
+                if isinstance(target, ast.Attribute) and target.attr == "params" and ast.unparse(target.value).endswith("case"):
+                    handled.add(id(target))
+                    if node.args and isinstance(node.args[0], ast.Constant):
+                        keys[name].add(node.args[0].value)
+                        default = ast.literal_eval(node.args[1]) if len(node.args) > 1 else None
+                        defaults[name][node.args[0].value] = default
+                    else:
+                        opaque.append(f"{module}.{name}: {ast.unparse(node)}")
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "params" \
+                    and ast.unparse(node.value.value).endswith("case"):
+                handled.add(id(node.value))
+                if isinstance(node.slice, ast.Constant):
+                    keys[name].add(node.slice.value)
+                else:
+                    opaque.append(f"{module}.{name}: {ast.unparse(node)}")
+        for node in ast.walk(definition):
+            if isinstance(node, ast.Attribute) and node.attr == "params" and ast.unparse(node.value).endswith("case") \
+                    and id(node) not in handled:
+                opaque.append(f"{module}.{name}: {ast.unparse(node)} used other than by .get(KEY) or [KEY]")
+    return keys, calls, defaults, opaque
+
+
+def test_every_parameter_a_checker_reads_is_declared_with_its_default() -> None:
+    """An AST scan of the checker modules, following calls into helpers (also across modules)."""
+    from nnspec.registry import get
+
+    keys: dict[tuple[str, str], set[str]] = {}
+    calls: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    defaults: dict[tuple[str, str], dict[str, Any]] = {}
+    registered: dict[tuple[str, str], str] = {}
+    opaque: list[str] = []
+    for path in sorted(CHECKERS_DIR.glob("*.py")):
+        module = path.stem
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {alias.asname or alias.name: (node.module.rsplit(".", 1)[-1], alias.name)
+                    for node in tree.body if isinstance(node, ast.ImportFrom)
+                    and (node.module or "").startswith("nnspec.checkers.") for alias in node.names}
+        local_keys, local_calls, local_defaults, local_opaque = _reads(tree, module)
+        opaque += local_opaque
+        for name in local_keys:
+            keys[(module, name)], defaults[(module, name)] = local_keys[name], local_defaults[name]
+            calls[(module, name)] = {(module, c) if c in local_keys else imported[c]
+                                     for c in local_calls[name] if c in local_keys or c in imported}
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                for decorator in node.decorator_list:
+                    if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "checker":
+                        registered[(module, node.name)] = ast.literal_eval(decorator.args[0])
+    assert not opaque, f"checkers read case.params in a way the declarations cannot follow: {opaque}"
+    assert len(registered) >= 90
+
+    def reach(start: tuple[str, str]) -> set[tuple[str, str]]:
+        seen, todo = {start}, [start]
+        while todo:
+            for callee in calls.get(todo.pop(), set()):
+                if callee not in seen:
+                    seen.add(callee)
+                    todo.append(callee)
+        return seen
+
+    drift = []
+    for function, name in sorted(registered.items()):
+        reached = reach(function)
+        read = set().union(*(keys.get(f, set()) for f in reached))
+        declared = get(name).params
+        if read != set(declared):
+            drift.append(f"{name}: reads {sorted(read)}, declares {sorted(declared)}")
+        for f in reached:
+            for key, default in defaults.get(f, {}).items():
+                if key in declared and not declared[key].required and declared[key].default != default:
+                    drift.append(f"{name}: {key} defaults to {default!r} in the body, {declared[key].default!r} declared")
+    assert not drift, drift
+    assert set(get("lstm_long_horizon_gradient").params) == {"forget_bias", "retention_floor"}
+
+
+def test_param_declarations_are_checked() -> None:
+    from nnspec.errors import NnspecError
+    from nnspec.registry import Param, checker
+
+    with pytest.raises(NnspecError, match=r"must be declared with Param"):
+        checker("demo_bad_declaration", params={"x": 1.0})  # type: ignore[dict-item]
+    with pytest.raises(NnspecError, match=r"kind must be one of .*Received: <class 'dict'>"):
+        Param(dict)
+    assert Param(float, default=1.0).problem(2) is None  # an integer is a number
+    assert Param(int, default=1).problem(True) == "expected an integer, not bool"
+
+
+def test_third_party_checkers_register_through_the_entry_point_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnspec import registry
+
+    class EntryPoint:
+        name, value = "demo", "demo_checkers"
+
+        def load(self) -> None:
+            @registry.checker("demo_third_party", params={"width": registry.Param(int, default=2, minimum=1)})
+            def demo_third_party(case: Any) -> None:
+                case.require(int(case.params.get("width", 2)) >= 1, "width")
+
+    groups: list[str] = []
+    monkeypatch.setattr(registry, "entry_points", lambda group: groups.append(group) or [EntryPoint()])
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_CHECKERS", dict(registry._CHECKERS))
+    assert "demo_third_party" in registry.checker_names()
+    assert groups == ["nnspec.checkers"]
+    assert registry.get("demo_third_party").params["width"].problem(0) == "expected at least 1"
+
+
+def test_a_broken_checker_entry_point_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnspec import registry
+    from nnspec.errors import NnspecError
+
+    class EntryPoint:
+        name, value = "broken", "missing_module:checkers"
+
+        def load(self) -> None:
+            raise ModuleNotFoundError("No module named 'missing_module'")
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()])
+    monkeypatch.setattr(registry, "_loaded", False)
+    with pytest.raises(NnspecError, match=r"nnspec\.checkers entry point 'broken' \(missing_module:checkers\) "
+                                          r"could not be loaded: ModuleNotFoundError"):
+        registry.checker_names()
