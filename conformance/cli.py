@@ -202,11 +202,19 @@ def _command_list(args: argparse.Namespace) -> int:
 
 
 def _command_lint(args: argparse.Namespace) -> int:
-    from nnspec.spec_loader import load_catalogue
+    """Check every spec file and report every error found (exit 2), not only the first."""
+    from nnspec.spec_loader import check_catalogue
 
-    catalogue = load_catalogue(args.paths or None)
+    catalogue, errors, files = check_catalogue(args.paths or None)
+    for error in errors:
+        print(f"nnspec lint: error: {error}", file=sys.stderr)
+    if errors:
+        broken = len({error.path for error in errors})
+        print(f"{len(errors)} error{'s' * (len(errors) != 1)} in {broken} of {len(files)} spec file(s)",
+              file=sys.stderr)
+        return 2
     print(f"ok: {len(catalogue.properties)} properties and {len(catalogue.claims)} claims "
-          f"in {len(catalogue.topics)} topics")
+          f"in {len(catalogue.topics)} topics ({len(files)} files)")
     return 0
 
 

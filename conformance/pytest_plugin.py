@@ -25,16 +25,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nnspec-json", metavar="PATH", help="write the nnspec results document here")
 
 
+_SNIFF_BYTES = 65536
+
+
 def _is_spec(path: Path) -> bool:
+    """Whether ``path`` declares itself an nnspec spec; never raises, whatever the file holds.
+
+    A spec is a ``.yaml``/``.yml`` file whose first content line (after blank lines, comments and
+    a ``---`` marker, within its first 64 KiB) starts with the version key ``nnspec:``. Any other
+    YAML file, readable or not, UTF-8 or not, is left to whoever else collects it.
+    """
     if path.suffix not in (".yaml", ".yml"):
         return False
     try:
-        with path.open(encoding="utf-8") as stream:
-            for line in stream:
-                if line.strip() and not line.lstrip().startswith("#"):
-                    return line.startswith(HEADER)
+        with path.open("rb") as stream:
+            head = stream.read(_SNIFF_BYTES)
     except OSError:
         return False
+    for line in head.removeprefix(b"\xef\xbb\xbf").splitlines():
+        text = line.strip()
+        if not text or text.startswith(b"#") or text == b"---":
+            continue
+        return line.startswith(HEADER.encode())
     return False
 
 
@@ -42,6 +54,29 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if _is_spec(file_path):
         return SpecFile.from_parent(parent, path=file_path)
     return None
+
+
+class _Catalogues:
+    """Each folder's spec files checked together once, as ``nnspec lint`` checks a folder, so
+    cross-file ids and ``depends_on`` are validated even when pytest collects files one by one;
+    plus the ids seen across folders in this session."""
+
+    def __init__(self) -> None:
+        self.folders: dict[Path, tuple[Any, list[Any]]] = {}
+        self.ids: dict[str, str] = {}
+
+    def of(self, path: Path) -> tuple[Any, list[Any]]:
+        from nnspec.spec_loader import check_catalogue
+
+        folder = path.parent
+        if folder not in self.folders:
+            files = [entry for entry in sorted(folder.iterdir()) if entry.is_file() and _is_spec(entry)]
+            catalogue, errors, _ = check_catalogue(files or [path])
+            self.folders[folder] = (catalogue, errors)
+        return self.folders[folder]
+
+
+_CATALOGUES_KEY = pytest.StashKey[_Catalogues]()
 
 
 class _Session:
@@ -72,18 +107,23 @@ _SESSION_KEY = pytest.StashKey[_Session]()
 
 class SpecFile(pytest.File):
     def collect(self) -> Any:
-        from nnspec.registry import checker_names
-        from nnspec.spec_loader import load_file
-
+        catalogues = self.config.stash.setdefault(_CATALOGUES_KEY, _Catalogues())
         try:
-            _, _, properties, _ = load_file(self.path)
+            catalogue, errors = catalogues.of(self.path)
             state = _session(self.config)
         except NnspecError as error:
             raise self.CollectError(str(error)) from None
-        known = checker_names()
-        for prop in sorted(properties, key=lambda p: p.id):
-            if prop.check not in known:
-                raise self.CollectError(f"{prop.path}: property {prop.id!r}: unknown checker {prop.check!r}")
+        shown = str(self.path)
+        mine = [str(error) for error in errors if error.path == shown]
+        properties = sorted((p for p in catalogue.properties if p.path == shown), key=lambda p: p.id)
+        for prop in properties:
+            first = catalogues.ids.setdefault(prop.id, shown)
+            if first != shown:
+                mine.append(f"{shown}:{prop.line}, property {prop.id!r}, field 'id': duplicate id, "
+                            f"first defined in {first}. Received: {prop.id!r}")
+        if mine:
+            raise self.CollectError("\n".join(mine))
+        for prop in properties:
             state.properties[prop.id] = prop.metadata()
             for selector, target in sorted(state.targets, key=lambda t: t[1].target):
                 yield PropertyItem.from_parent(self, name=f"{prop.id}[{target.target}]", prop=prop,

@@ -12,7 +12,7 @@ SPEC_DIR = Path(__file__).resolve().parent.parent / "spec"
 
 @pytest.fixture
 def spec_copy(pytester: pytest.Pytester) -> pytest.Pytester:
-    for name in ("softmax.yaml", "masking.yaml"):
+    for name in ("softmax.yaml", "masking.yaml", "attention.yaml"):  # masking depends on attention
         pytester.makefile(".yaml", **{name[:-5]: (SPEC_DIR / name).read_text()})
     return pytester
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from nnspec import oracles
 from nnspec.checkers._draw import permutation, qkv
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 from nnspec.tolerances import LOW_PRECISION
 
@@ -118,7 +118,7 @@ def causal_first_position_attends_itself(case: Case) -> None:
     case.close("causal output at position 0", out[:, :, 0], v[:, :, 0].astype(np.float64))
 
 
-@checker("tiled_equals_dense", requires=("tiled_attention",))
+@checker("tiled_equals_dense", requires=("tiled_attention",), params={"causal": Param(bool, default=False), "self_attention": Param(bool, default=False)})
 def tiled_equals_dense(case: Case) -> None:
     """Block-by-block attention with an online softmax equals dense attention for any block sizes."""
     q, k, v = qkv(case, self_attention=bool(case.params.get("self_attention", False)))

@@ -13,7 +13,7 @@ import numpy as np
 
 from nnspec import oracles
 from nnspec.checkers._draw import qkv
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case, cast
 
 
@@ -226,7 +226,7 @@ def recurrent_linear_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, is_c
     return out
 
 
-@checker("linear_attention_matches_recurrence", requires=("linear_attention",))
+@checker("linear_attention_matches_recurrence", requires=("linear_attention",), params={"causal": Param(bool, default=False)})
 def linear_attention_matches_recurrence(case: Case) -> None:
     """The parallel elu+1 linear attention equals its recurrent form, computed step by step in float64."""
     q, k, v = qkv(case, self_attention=True)

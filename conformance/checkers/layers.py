@@ -16,7 +16,7 @@ from hypothesis import assume
 
 from nnspec import oracles
 from nnspec.checkers.normalisation import layer_norm_oracle
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 Params = dict[str, np.ndarray]
@@ -168,7 +168,7 @@ def feed_forward_token_independence(case: Case) -> None:
 # -- encoder and decoder layers ----------------------------------------------------------------------
 
 
-@checker("encoder_layer_matches_oracle", requires=LAYER_PRIMITIVES)
+@checker("encoder_layer_matches_oracle", requires=LAYER_PRIMITIVES, params={"ffn_ratio": Param(int, default=4, minimum=1)})
 def encoder_layer_matches_oracle(case: Case) -> None:
     """``LN(h + FFN(h))`` with ``h = LN(x + MHA(x, x))``, composed from the backend, against float64."""
     heads, width = heads_and_width(case, min_width=3)
@@ -181,7 +181,7 @@ def encoder_layer_matches_oracle(case: Case) -> None:
     case.close("encoder layer", np.asarray(case.backend.to_numpy(out)), encoder_layer_oracle(x, p, heads))
 
 
-@checker("decoder_layer_matches_oracle", requires=LAYER_PRIMITIVES)
+@checker("decoder_layer_matches_oracle", requires=LAYER_PRIMITIVES, params={"ffn_ratio": Param(int, default=4, minimum=1)})
 def decoder_layer_matches_oracle(case: Case) -> None:
     """Causal self-attention, cross-attention to the encoder output, FFN, each with Add & Norm."""
     heads, width = heads_and_width(case, min_width=3)
@@ -203,7 +203,7 @@ def _run_decoder(case: Case, y: np.ndarray, memory: np.ndarray, p: dict[str, Any
     return np.asarray(case.backend.to_numpy(out), np.float64)
 
 
-@checker("encoder_layer_permutation_equivariance", requires=LAYER_PRIMITIVES)
+@checker("encoder_layer_permutation_equivariance", requires=LAYER_PRIMITIVES, params={"ffn_ratio": Param(int, default=4, minimum=1)})
 def encoder_layer_permutation_equivariance(case: Case) -> None:
     """Without positional encodings, ``Encoder(Px) = P Encoder(x)`` for any permutation ``P``."""
     heads, width = heads_and_width(case, min_width=3)
@@ -214,7 +214,7 @@ def encoder_layer_permutation_equivariance(case: Case) -> None:
     case.close("Encoder(Px) against P Encoder(x)", _run_encoder(case, x[:, order], p, heads), out[:, order])
 
 
-@checker("decoder_layer_causal", requires=LAYER_PRIMITIVES)
+@checker("decoder_layer_causal", requires=LAYER_PRIMITIVES, params={"ffn_ratio": Param(int, default=4, minimum=1)})
 def decoder_layer_causal(case: Case) -> None:
     """The decoder output at position ``i`` does not depend on decoder inputs after ``i``."""
     heads, width = heads_and_width(case, min_width=3)
@@ -231,7 +231,7 @@ def decoder_layer_causal(case: Case) -> None:
                _run_decoder(case, changed, memory, p, heads)[:, : position + 1], out[:, : position + 1])
 
 
-@checker("decoder_cross_attention_wiring", requires=LAYER_PRIMITIVES)
+@checker("decoder_cross_attention_wiring", requires=LAYER_PRIMITIVES, params={"ffn_ratio": Param(int, default=4, minimum=1)})
 def decoder_cross_attention_wiring(case: Case) -> None:
     """Queries come from the decoder, keys and values from the encoder output.
 

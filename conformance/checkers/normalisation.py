@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import assume
 
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 
@@ -32,7 +32,7 @@ def _tokens(case: Case, name: str = "x", regime: str | None = None) -> np.ndarra
     return case.array(name, (batch, length, width), regime or case.regime())
 
 
-@checker("layer_norm_matches_formula", requires=("layer_norm",))
+@checker("layer_norm_matches_formula", requires=("layer_norm",), params={"offset": Param(float, default=0.0)})
 def layer_norm_matches_formula(case: Case) -> None:
     """``layer_norm(x, gamma, beta)`` equals the documents' formula over the last axis, in float64.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 # -- float64 oracles --------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def _positions(case: Case, name: str, count: int) -> np.ndarray:
     return case.keep(name, case.rng.integers(0, high + 1, count))
 
 
-@checker("rope_matches_formula", requires=("rope",))
+@checker("rope_matches_formula", requires=("rope",), params={"max_position": Param(int, default=64, minimum=1)})
 def rope_matches_formula(case: Case) -> None:
     """Pair ``(x[2i], x[2i+1])`` at position ``p`` rotates by the angle ``p * base^(-2i/D)``."""
     x = _rotary_inputs(case, "x", "q_len")
@@ -179,7 +179,7 @@ def rope_matches_formula(case: Case) -> None:
                magnitude=float(np.max(np.abs(x.astype(np.float64)), initial=0.0)))
 
 
-@checker("rope_preserves_norm", requires=("rope",))
+@checker("rope_preserves_norm", requires=("rope",), params={"max_position": Param(int, default=64, minimum=1)})
 def rope_preserves_norm(case: Case) -> None:
     """A rotation keeps the length of every token's vector, whatever the pairing of coordinates."""
     x = _rotary_inputs(case, "x", "q_len")
@@ -193,7 +193,7 @@ def rope_preserves_norm(case: Case) -> None:
                magnitude=float(np.max(before, initial=0.0)))
 
 
-@checker("rope_relative_scores", requires=("rope",))
+@checker("rope_relative_scores", requires=("rope",), params={"max_position": Param(int, default=64, minimum=1), "max_offset": Param(int, default=256, minimum=1)})
 def rope_relative_scores(case: Case) -> None:
     """``<R_m q, R_n k>`` depends only on ``m - n``: shifting both positions by ``s`` leaves it unchanged."""
     q = _rotary_inputs(case, "q", "q_len")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 
@@ -36,7 +36,7 @@ def _corrupt(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     return tokens, corrupted, selected, vocab, mask_id
 
 
-@checker("mlm_unselected_unchanged", requires=("mlm_corrupt",))
+@checker("mlm_unselected_unchanged", requires=("mlm_corrupt",), params={"tokens": Param(int, default=4096, minimum=1)})
 def mlm_unselected_unchanged(case: Case) -> None:
     """Unselected tokens are exactly unchanged, and every output is a valid id."""
     tokens, corrupted, selected, vocab, _ = _corrupt(case)
@@ -46,7 +46,7 @@ def mlm_unselected_unchanged(case: Case) -> None:
     case.require(invalid == 0, f"{invalid} corrupted tokens are outside 0 .. {vocab - 1}")
 
 
-@checker("mlm_selection_rate", requires=("mlm_corrupt",), statistical=True)
+@checker("mlm_selection_rate", requires=("mlm_corrupt",), statistical=True, params={"tokens": Param(int, default=4096, minimum=1)})
 def mlm_selection_rate(case: Case) -> None:
     """Each token is selected independently with probability 0.15 (exact binomial test)."""
     _, _, selected, _, _ = _corrupt(case)
@@ -55,7 +55,7 @@ def mlm_selection_rate(case: Case) -> None:
     case.significance(f"selected {count} of {total} tokens (expected rate 0.15)", p_value, count / total)
 
 
-@checker("mlm_replacement_split", requires=("mlm_corrupt",), statistical=True)
+@checker("mlm_replacement_split", requires=("mlm_corrupt",), statistical=True, params={"tokens": Param(int, default=4096, minimum=1)})
 def mlm_replacement_split(case: Case) -> None:
     """Selected tokens become [MASK] 80%, a uniform random id 10%, stay unchanged 10% (exact binomial tests)."""
     tokens, corrupted, selected, vocab, mask_id = _corrupt(case)

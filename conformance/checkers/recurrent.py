@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from nnspec import oracles
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 
@@ -89,7 +89,7 @@ def lstm_cell_state_jacobian(case: Case) -> None:
     case.close("diagonal of dC_t/dC_(t-1) against f_t", np.diag(jacobian), forget)
 
 
-@checker("lstm_long_horizon_gradient", requires=("lstm_cell", "vjp"))
+@checker("lstm_long_horizon_gradient", requires=("lstm_cell", "vjp"), params={"forget_bias": Param(float, default=4.0), "retention_floor": Param(float, default=0.5, minimum=0.0, maximum=1.0)})
 def lstm_long_horizon_gradient(case: Case) -> None:
     """Along the cell-state path, dC_T/dC_0 = prod_t diag(f_t): near one when forget gates are near one.
 

@@ -20,7 +20,7 @@ from nnspec.checkers.layers import (
     norm_params,
 )
 from nnspec.checkers.normalisation import layer_norm_oracle
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 
@@ -43,7 +43,7 @@ def _apply_oracle(kind: str, x: np.ndarray, params: dict[str, np.ndarray], heads
     return multi_head_attention_oracle(x, x, params, heads)
 
 
-@checker("residual_jacobian_identity_plus_sublayer", requires=("feed_forward", "multi_head_attention", "vjp"))
+@checker("residual_jacobian_identity_plus_sublayer", requires=("feed_forward", "multi_head_attention", "vjp"), params={"sublayers": Param(list, default=["feed_forward", "attention"], choices=("feed_forward", "attention"))})
 def residual_jacobian_identity_plus_sublayer(case: Case) -> None:
     """``d(x + f(x))/dx = I + df/dx``, both Jacobians taken through the backend's ``vjp``."""
     heads, width = heads_and_width(case, min_width=3)
@@ -69,7 +69,7 @@ def _block_oracle(order: str, kind: str, x: np.ndarray, params: dict[str, np.nda
     return layer_norm_oracle(np.asarray(x, np.float64) + _apply_oracle(kind, x, params, heads), *norm)
 
 
-@checker("residual_block_matches_oracle", requires=LAYER_PRIMITIVES)
+@checker("residual_block_matches_oracle", requires=LAYER_PRIMITIVES, params={"order": Param(str, default="pre", choices=("pre", "post")), "sublayers": Param(list, default=["feed_forward", "attention"], choices=("feed_forward", "attention"))})
 def residual_block_matches_oracle(case: Case) -> None:
     """Pre-LN ``x + f(LN(x))`` or post-LN ``LN(x + f(x))`` (``params.order``) against float64."""
     order = str(case.params.get("order", "pre"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 
@@ -50,7 +50,7 @@ def scaled_logit_variance(case: Case) -> None:
     _chi_squared(case, f"scaled logits * sqrt(d_k) / |q| (d_k = {dim})", logits * np.sqrt(dim) / (np.sqrt(2.0) * q_norm))
 
 
-@checker("default_scale_is_inverse_sqrt_dk", requires=("attention_weights",))
+@checker("default_scale_is_inverse_sqrt_dk", requires=("attention_weights",), params={"explicit": Param(bool, default=None)})
 def default_scale_is_inverse_sqrt_dk(case: Case) -> None:
     """The scale a backend applies by default, recovered from its weights, is ``1 / sqrt(d_k)``.
 

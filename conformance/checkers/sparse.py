@@ -15,7 +15,7 @@ import numpy as np
 
 from nnspec import oracles
 from nnspec.checkers._draw import qkv
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 
@@ -72,7 +72,7 @@ PATTERNS: dict[str, Callable[[Case, int], np.ndarray]] = {
 }
 
 
-@checker("sparse_pattern_independence", requires=("attention",))
+@checker("sparse_pattern_independence", requires=("attention",), params={"pattern": Param(str, choices=tuple(PATTERNS))})
 def sparse_pattern_independence(case: Case) -> None:
     """Attention under a sparse pattern matches the oracle, and a query ignores everything outside its pattern.
 
