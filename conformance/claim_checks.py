@@ -1375,3 +1375,32 @@ def torch_transformer_layers() -> Measurement:
     return Measurement(counts, f"a default torch.nn.Transformer has {counts['encoder_layers']} encoder and "
                                f"{counts['decoder_layers']} decoder layers (d_model {counts['d_model']}, "
                                f"{counts['heads']} heads).")
+
+
+@claim_check("weight_sharing")
+def weight_sharing(layers: int = 4, d_model: int = 32, steps: list[int] | None = None) -> Measurement:
+    """Does a torch.nn.TransformerEncoder's stack share parameters between layers, and does torch.nn.RNN share
+    its weights across time steps (its parameter count and its weight tensors the same at every length)?"""
+    torch = _torch()
+    if torch is None:
+        return Measurement({"transformer_layers_share_weights": None, "rnn_shares_weights_across_steps": None},
+                           "torch is not installed.")
+    steps = steps or [5, 50]
+    layer = torch.nn.TransformerEncoderLayer(d_model, 4, dim_feedforward=2 * d_model)
+    stack = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+    storages = {p.data_ptr() for p in stack.parameters()}
+    per_layer = len(list(layer.parameters()))
+    rnn = torch.nn.RNN(d_model, d_model)
+    grads = []
+    for length in steps:                       # one W_hh receives the gradient of every step
+        rnn.zero_grad()
+        out, _ = rnn(torch.randn(length, 1, d_model))
+        out.sum().backward()
+        grads.append(len([p for p in rnn.parameters() if p.grad is not None]))
+    rnn_count = sum(p.numel() for p in rnn.parameters())
+    values = {"transformer_layers_share_weights": len(storages) < layers * per_layer,
+              "rnn_shares_weights_across_steps": len(set(grads)) == 1 and grads[0] == len(list(rnn.parameters())),
+              "distinct_parameter_tensors": len(storages), "tensors_per_layer": per_layer, "rnn_parameters": rnn_count}
+    return Measurement(values, f"a {layers}-layer torch.nn.TransformerEncoder holds {len(storages)} distinct parameter "
+                               f"tensors ({per_layer} per layer x {layers}: none shared); torch.nn.RNN has {rnn_count:,} "
+                               f"parameters whatever the length, the same tensors receiving the gradient of {steps} steps.")
