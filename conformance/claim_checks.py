@@ -1415,3 +1415,26 @@ def weight_sharing(layers: int = 4, d_model: int = 32, steps: list[int] | None =
     return Measurement(values, f"a {layers}-layer torch.nn.TransformerEncoder holds {len(storages)} distinct parameter "
                                f"tensors ({per_layer} per layer x {layers}: none shared); torch.nn.RNN has {rnn_count:,} "
                                f"parameters whatever the length, the same tensors receiving the gradient of {steps} steps.")
+
+
+@claim_check("score_function_parameters")
+def score_function_parameters(d: int = 64, d_attention: int = 64, n: int = 5, seed: int = 0) -> Measurement:
+    """Trainable parameters of additive (Bahdanau) and multiplicative (Luong dot, general) score functions,
+    each built and run on real arrays (the arrays a score needs are the ones counted)."""
+    rng = _rng(seed)
+    decoder, encoder = rng.standard_normal(d), rng.standard_normal((n, d))
+    additive = {"W_1": rng.standard_normal((d_attention, d)), "W_2": rng.standard_normal((d_attention, d)),
+                "v_a": rng.standard_normal(d_attention)}
+    general = {"W": rng.standard_normal((d, d))}
+    scores = {
+        "additive": np.tanh(additive["W_1"] @ decoder + encoder @ additive["W_2"].T) @ additive["v_a"],
+        "dot": encoder @ decoder,
+        "general": encoder @ (general["W"].T @ decoder),
+    }
+    if any(s.shape != (n,) for s in scores.values()):
+        raise ArithmeticError("a score function did not give one score per encoder state")
+    counts = {"additive_parameters": sum(a.size for a in additive.values()), "dot_parameters": 0,
+              "general_parameters": sum(a.size for a in general.values())}
+    return Measurement(counts, f"with d = {d} and an attention width of {d_attention}: additive scoring "
+                               f"v_a^T tanh(W_1 h_dec + W_2 h_enc) has {counts['additive_parameters']:,} parameters, "
+                               f"the dot score none and the general score h_dec^T W h_enc {counts['general_parameters']:,}.")
