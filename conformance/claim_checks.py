@@ -805,7 +805,7 @@ def embedding_scale(d_model: int, tokens: int = 2000, seed: int = 0) -> Measurem
     pe_norm = float(np.linalg.norm(_sinusoidal(np.arange(tokens), d_model), axis=1).mean())
     small = _rng(seed).standard_normal((tokens, d_model)) / math.sqrt(d_model)
     small_ratio = float(np.linalg.norm(math.sqrt(d_model) * small, axis=1).mean()) / pe_norm
-    under = (Condition("for embeddings initialised N(0, 1/d_model), which the text does not state",
+    under = (Condition("for embeddings initialised N(0, 1/d_model)",
                        {"orders_of_magnitude_apart": abs(math.log10(small_ratio))}),)
     if torch is None:
         return Measurement({"orders_of_magnitude_apart": None}, "torch is not installed.", under=under)
