@@ -329,7 +329,9 @@ def _judge_values(claimed: Any, values: Mapping[str, Any], measurement: Measurem
         return UNCHECKED, "an operand was not computed here (the framework it is about is not installed)"
     relation = claimed["relation"]
     true = _RELATIONS[relation](float(operands[0]), float(operands[1]))
-    shown = f"{claimed['left']} = {_format(float(operands[0]))} {relation} {claimed['right']} = {_format(float(operands[1]))}"
+    sides = [f"{name} = {_format(float(value))}" if isinstance(name, str) else _format(float(value))
+             for name, value in zip((claimed["left"], claimed["right"]), operands, strict=True)]
+    shown = f"{sides[0]} {relation} {sides[1]}"
     return (HOLDS if true else REFUTED), f"{shown} is {'true' if true else 'false'}"
 
 

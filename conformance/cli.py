@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="exit with status 1 when the new run has failures the old one did not")
 
     claims = commands.add_parser("claims", help="check the documents' own numeric and mathematical claims")
-    claims.add_argument("--verdict", choices=["holds", "imprecise", "refuted"], action="append")
+    claims.add_argument("--verdict", choices=["holds", "imprecise", "refuted", "unchecked"], action="append")
     claims.add_argument("--format", choices=["table", "json"], default="table")
     _add_spec_option(claims)
 

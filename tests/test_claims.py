@@ -270,3 +270,42 @@ def test_a_claimed_quantity_the_measurement_lacks_names_the_field(tmp_path: Path
     path.write_text(text, encoding="utf-8")
     with pytest.raises(SpecError, match=r"field 'claimed': the measurement has no quantity 'cube'.*Received: 'cube'"):
         claims.check_all(load_catalogue([path]))
+
+
+# --- the verdicts the issue asked to re-examine, with their evidence ---------------------------------------------
+
+
+def test_eigenvalues_below_one_do_not_stop_a_tanh_rnn_exploding(results: dict[str, dict]) -> None:
+    result = results["claims.recurrent.eigenvalues_decide"]
+    skewed = result["computed"]["gradient_norms"]["non-normal, |eigenvalues| 0.31"]
+    assert skewed["eigenvalue_moduli"] == pytest.approx(0.31, abs=1e-6)
+    assert skewed["tanh_rnn"] > 1e20 and skewed["linear_rnn"] < 1e-20
+    assert result["verdict"] == "imprecise" and "linear RNN" in result["explanation"]
+
+
+def test_shared_query_key_matrix_gives_symmetric_scores(results: dict[str, dict]) -> None:
+    result = results["claims.attention.shared_projection_symmetric"]
+    assert result["verdict"] == "holds"
+    assert result["computed"]["scores_asymmetry"] < 1e-9 < result["computed"]["weights_asymmetry"]
+
+
+def test_heads_add_operations_but_not_parameters(results: dict[str, dict]) -> None:
+    pytest.importorskip("torch")
+    result = results["claims.scale.each_head_adds_parameters"]
+    assert result["verdict"] == "refuted"
+    assert result["computed"]["parameters_grow_with_heads"] is False
+    assert result["computed"]["operations_grow_with_heads"] is True
+    assert result["computed"]["matrix_products_grow_with_heads"] is False
+
+
+def test_strided_sparse_attention_grows_as_n_to_the_1_5(results: dict[str, dict]) -> None:
+    result = results["claims.sparse.strided_pattern_linear"]
+    assert result["verdict"] == "refuted"
+    assert result["computed"]["n"] == pytest.approx(1.5, abs=0.05)
+
+
+def test_unit_norm_queries_and_keys_give_variance_one_over_d_squared(results: dict[str, dict]) -> None:
+    result = results["claims.scaling.normalised_inputs_unit_variance"]
+    assert result["verdict"] == "imprecise"
+    assert result["computed"]["scaled_variance"] == pytest.approx(1 / 64**2, rel=0.05)
+    assert result["computed"]["scaled_variance_unit_variance_entries"] == pytest.approx(1, abs=0.02)

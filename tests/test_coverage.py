@@ -103,3 +103,25 @@ def test_cli_table_lists_questions_with_what_covers_them(capsys: pytest.CaptureF
     assert "== RNN, Transformers & Attention — Interview Q&A" in out
     assert "      claim    claims.softmax.worked_example_3_0_0" in out
     assert "not checked (duplicate)" in out
+
+
+def test_a_question_a_claim_answers_is_not_filed_as_uncheckable(catalogue: Catalogue) -> None:
+    """A question that a claim cites holds a checkable statement, so it cannot also be recorded as opinion,
+    history, advice, analogy or workflow (a duplicate pointer to another question is kept for the record)."""
+    cited = {(source.document, source.question) for claim in catalogue.claims for source in claim.source}
+    recorded, _ = coverage.decisions()
+    wrong = [(d.document, d.question, d.kind) for d in recorded if (d.document, d.question) in cited and d.kind != "duplicate"]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("question", "phrase"),
+    [
+        ("What is masked language modeling (MLM)?", "15%"),
+        ("20: Why initialize LSTM forget gate bias to 1?", "standard practice"),
+        ("Draw transformer encoder and decoder architecture", "6 times"),
+    ],
+)
+def test_statements_that_now_have_claims_are_not_skipped(question: str, phrase: str) -> None:
+    _, skipped = coverage.decisions()
+    assert not [s for s in skipped if s.question == question and phrase in s.statement]
