@@ -460,7 +460,8 @@ def check_catalogue(paths: Sequence[str | Path] | None = None) -> tuple[Catalogu
         if topic is None:
             continue
         catalogue.topics[topic] = title
-        for entry in [*properties, *claims]:
+        entries: list[Property | Claim] = [*properties, *claims]
+        for entry in entries:
             if entry.id in seen:
                 kind = "property id" if isinstance(entry, Property) else "id"
                 errors.append(SpecError(f"duplicate {kind}, first defined in {seen[entry.id]}. Received: {entry.id!r}",
