@@ -227,3 +227,13 @@ def test_an_unknown_parameter_is_a_collection_error(pytester: pytest.Pytester) -
     result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*field 'check.params.forget_bais'*did you mean 'forget_bias'*"])
+
+
+def test_duplicate_ids_across_folders_are_a_collection_error(pytester: pytest.Pytester) -> None:
+    for folder in ("first", "second"):
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / f"{folder}.yaml").write_text(HEADER.replace("demo", folder) + PROPERTY)
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "first", "second")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*second.yaml:5, property 'demo.softmax.rows', field 'id': duplicate property id, "
+                                 "first defined in *first.yaml*"])
