@@ -119,7 +119,7 @@ class SpecFile(pytest.File):
         for prop in properties:
             first = catalogues.ids.setdefault(prop.id, shown)
             if first != shown:
-                mine.append(f"{shown}:{prop.line}, property {prop.id!r}, field 'id': duplicate id, "
+                mine.append(f"{shown}:{prop.line}, property {prop.id!r}, field 'id': duplicate property id, "
                             f"first defined in {first}. Received: {prop.id!r}")
         if mine:
             raise self.CollectError("\n".join(mine))

@@ -11,6 +11,7 @@ received value, with a "did you mean" where a near name exists.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -442,6 +443,23 @@ def _cycles(properties: list[Property]) -> list[list[str]]:
     return cycles
 
 
+def _claim_params_problem(claim: Claim) -> str | None:
+    """Why the claim's ``check.params`` do not fit its claim check's signature, or ``None``."""
+    from nnspec.claims import get as claim_check
+    from nnspec.registry import suggest
+
+    signature = inspect.signature(claim_check(claim.check).function)
+    try:
+        signature.bind(claim.claimed, **claim.params)
+    except TypeError as error:
+        takes = list(signature.parameters)[1:]
+        unknown = [key for key in claim.params if key not in signature.parameters]
+        hint = suggest(str(unknown[0]), takes) if unknown else ""
+        return (f"the claim check {claim.check!r} does not take these parameters ({error}){hint}; it takes "
+                f"{takes}. Received: {claim.params!r}")
+    return None
+
+
 def check_catalogue(paths: Sequence[str | Path] | None = None) -> tuple[Catalogue, list[SpecError], list[Path]]:
     """Load and check every spec file, collecting every error: ``(catalogue, errors, files)``.
 
@@ -462,7 +480,8 @@ def check_catalogue(paths: Sequence[str | Path] | None = None) -> tuple[Catalogu
         if topic is None:
             continue
         catalogue.topics[topic] = title
-        for entry in [*properties, *claims]:
+        entries: list[Property | Claim] = [*properties, *claims]
+        for entry in entries:
             if entry.id in seen:
                 kind = "property id" if isinstance(entry, Property) else "id"
                 errors.append(SpecError(f"duplicate {kind}, first defined in {seen[entry.id]}. Received: {entry.id!r}",
@@ -476,6 +495,11 @@ def check_catalogue(paths: Sequence[str | Path] | None = None) -> tuple[Catalogu
                     validate_claims([entry])
                 except SpecError as error:
                     errors.append(error)
+                    continue
+                problem = _claim_params_problem(entry)
+                if problem:
+                    errors.append(SpecError(problem, path=entry.path, property_id=entry.id, field="check.params",
+                                            line=entry.line))
                     continue
                 catalogue.claims.append(entry)
     ids = {p.id for p in catalogue.properties}

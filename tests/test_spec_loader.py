@@ -376,3 +376,11 @@ def test_a_broken_checker_entry_point_is_an_error_naming_it(monkeypatch: pytest.
     with pytest.raises(NnspecError, match=r"nnspec\.checkers entry point 'broken' \(missing_module:checkers\) "
                                           r"could not be loaded: ModuleNotFoundError"):
         registry.checker_names()
+
+
+def test_every_checker_requires_only_protocol_primitives() -> None:
+    from nnspec.backends.base import PRIMITIVES
+    from nnspec.registry import checker_names, get
+
+    wrong = {name: get(name).requires for name in checker_names() if not set(get(name).requires) <= set(PRIMITIVES)}
+    assert not wrong

@@ -102,6 +102,13 @@ ROWS: list[tuple[str, Callable[[Path], None], list[str]]] = [
      ["demo.yaml:9", "field 'tolerence'", "did you mean 'tolerance'"]),
     ("unknown-checker", spec(edit("softmax_rows_sum_to_one", "softmax_rows_sums_to_one")),
      ["demo.yaml", "field 'check.name'", "did you mean 'softmax_rows_sum_to_one'", "'softmax_rows_sums_to_one'"]),
+    ("claim-param-typo", raw("claims.yaml", (
+        b"nnspec: 1\ntopic: demo\ntitle: Demo\nclaims:\n  - id: demo.claims.softmax\n    source:\n"
+        b'      - {document: "Transformer Architecture (topic-wise interview questions)", question: "Q"}\n'
+        b"    claim: The softmax of [3, 0, 0] is [0.95, 0.025, 0.025].\n    claimed: [0.95, 0.025, 0.025]\n"
+        b"    check: {name: softmax_values, params: {logit: [3, 0, 0]}}\n")),
+     ["claims.yaml:5", "property 'demo.claims.softmax', field 'check.params'", "did you mean 'logits'",
+      "Received: {'logit': [3, 0, 0]}"]),
     ("alias-bomb", raw("bomb.yaml", alias_bomb()), ["bomb.yaml", "more than 100 uses of YAML aliases"]),
     ("recursive-alias", raw("loop.yaml", b"nnspec: 1\ntopic: demo\ntitle: Demo\nx: &x [1, *x]\n"),
      ["loop.yaml:4", "alias refers to a node that contains it"]),
@@ -220,3 +227,13 @@ def test_an_unknown_parameter_is_a_collection_error(pytester: pytest.Pytester) -
     result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*field 'check.params.forget_bais'*did you mean 'forget_bias'*"])
+
+
+def test_duplicate_ids_across_folders_are_a_collection_error(pytester: pytest.Pytester) -> None:
+    for folder in ("first", "second"):
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / f"{folder}.yaml").write_text(HEADER.replace("demo", folder) + PROPERTY)
+    result = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "first", "second")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*second.yaml:5, property 'demo.softmax.rows', field 'id': duplicate property id, "
+                                 "first defined in *first.yaml*"])
