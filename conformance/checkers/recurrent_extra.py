@@ -91,6 +91,17 @@ def lstm_gate_bounds(case: Case) -> None:
     worst = max(excess, wrong_sign)
     case.require(worst <= atol, f"h' = o * tanh(C') implies an output gate outside [0, 1] (off by {worst:.3g})",
                  error=max(worst, 0.0), tolerance=atol)
+    # The input gate on its own: with the candidate block's weights zeroed and its bias at 20,
+    # g = tanh(20) = 1 to working precision, so C'(0) = i, which a sigmoid keeps in [0, 1] (a tanh
+    # input gate, whose |i g| <= 1 looks right above, goes negative here).
+    pinned = {name: value.copy() for name, value in params.items()}
+    block = slice(2 * hidden, 3 * hidden)
+    pinned["w_ih"][block], pinned["w_hh"][block] = 0.0, 0.0
+    pinned["b"][block] = 20.0
+    input_gate = case.call("lstm_cell", x, h, zeros, pinned)[1].astype(np.float64)
+    off = max(float(np.max(-input_gate)), float(np.max(input_gate - 1.0)))
+    case.require(off <= atol, f"with the candidate pinned at tanh(20) = 1, C'(0) = i leaves [0, 1] by {off:.3g}: "
+                 "the input gate is not a sigmoid", error=max(off, 0.0), tolerance=atol)
 
 
 @checker("lstm_forget_bias_retention", requires=("lstm_cell", "vjp"))

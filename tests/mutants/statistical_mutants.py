@@ -61,3 +61,18 @@ REJECTED_BY: dict[type[NumpyBackend], tuple[str, ...]] = {
     MlmExactCountPerRow: ("pretraining.mlm.selection_per_row",),
     ScaleFivePercentHigh: ("scaling.variance.scaled_is_unit",),
 }
+
+
+class TanhInputGateLSTM(NumpyBackend):
+    """The input gate is a tanh instead of a sigmoid: |i g| <= 1 still holds."""
+
+    name: ClassVar[str] = "mutant-lstm-tanh-input-gate"
+
+    def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
+        i, f, g, o = np.split(gates, 4, axis=-1)
+        c_next = 1.0 / (1.0 + np.exp(-f)) * c + np.tanh(i) * np.tanh(g)
+        return 1.0 / (1.0 + np.exp(-o)) * np.tanh(c_next), c_next
+
+
+REJECTED_BY[TanhInputGateLSTM] = ("lstm.gates.bounded",)
