@@ -41,17 +41,30 @@ def rnn_gradient_explodes(case: Case) -> None:
     steps, inputs, hidden = case.size("steps", (2, 12)), case.size("input_size", (1, 3)), case.size("hidden", (1, 4))
     radius = float(case.choice("radius", [1.25, 1.5, 2.0]))
     params = _rnn_params(case, inputs, hidden, radius)
-    params["b"] = case.keep("b", np.zeros_like(params["b"]))
-    xs = case.array("xs", (steps, 1, inputs), "uniform", scale=1e-6)
-    h0 = case.array("h0", (1, hidden), "uniform", scale=1e-6)
+    # Near the origin (the linear regime, where the bound is about rho^T) or with order-1 inputs
+    # and bias (saturating states, where the factors 1 - h^2 matter): drawn in turn.
+    saturating = case.flag("saturating")
+    size = 1.0 if saturating else 1e-6
+    if not saturating:
+        params["b"] = case.keep("b", np.zeros_like(params["b"]))
+    xs = case.array("xs", (steps, 1, inputs), "uniform", scale=size)
+    h0 = case.array("h0", (1, hidden), "uniform", scale=size)
     xs_b, params_b = [case.convert(x) for x in xs], case.convert(params)
 
     unrolled = unrolled_hidden_state(xs_b, params_b)
-    smallest = float(np.linalg.svd(case.jacobian(unrolled, h0), compute_uv=False).min())
+    jacobian = case.jacobian(unrolled, h0)
+    smallest = float(np.linalg.svd(jacobian, compute_uv=False).min())
     bound, h_t = 1.0, h0
+    exact = np.eye(hidden)
     for x_t in xs:
         h_t = oracles.rnn_cell(x_t, h_t, params)
         bound *= radius * float(np.min(1.0 - h_t**2))
+        exact = ((1.0 - h_t.reshape(-1) ** 2)[:, None] * params["w_hh"].astype(np.float64)) @ exact
+    # The Jacobian itself, prod_t diag(1 - h_t^2) W_hh, relative to its own size: a backward that
+    # is right only near 0 (tanh' taken as 1, say) is caught in the saturating regime.
+    case.close(f"dh_T/dh_0 after {steps} steps against prod_t diag(1 - h_t^2) W_hh "
+               f"({'saturating' if saturating else 'near 0'})", jacobian, exact,
+               magnitude=float(np.max(np.abs(exact))))
     tolerance = case.tolerance_for()
     allowed = bound * (1.0 - tolerance.rtol) - tolerance.atol
     case.require(
