@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 from hypothesis import assume
 
+from nnspec import oracles
 from nnspec.registry import checker
 from nnspec.strategies import Case, cast
+from nnspec.tolerances import LOW_PRECISION
 
 Build = Callable[..., Any]
 
@@ -123,6 +125,12 @@ def _draw_attention(case: Case) -> tuple[Build, list[str], list[np.ndarray]]:
     def build(backend: Any, q: Any, k: Any, v: Any) -> Any:
         return backend.attention(q, k, v, mask=_constant(case, backend, mask), is_causal=causal, scale=scale)
 
+    allowed = oracles.causal(q_len, k_len) if causal else None
+    if mask is not None:
+        allowed = mask if allowed is None else mask & allowed
+    # For float16/bfloat16: the same-precision dense backward is the yardstick (see gradient_matches_reference).
+    build.half_precision_yardstick = lambda cotangent: oracles.attention_backward_in_precision(  # type: ignore[attr-defined]
+        q, k, v, cotangent, case.dtype(), allowed, scale)
     return build, ["q", "k", "v"], [q, k, v]
 
 
@@ -317,6 +325,12 @@ def gradient_matches_reference(case: Case) -> None:
     actual = case.gradient(build, primals, cotangent)
     expected = reference_gradient(case, build, primals, cotangent)
     scale = max(1.0, max(float(np.max(np.abs(g), initial=0.0)) for g in expected))
-    for name, got, want in zip(names, actual, expected, strict=True):
+    yardstick = getattr(build, "half_precision_yardstick", None)
+    baselines: list[Any] = [None] * len(names)
+    if case.dtype() in LOW_PRECISION:
+        if yardstick is None:
+            raise AssertionError(f"no half-precision yardstick for the gradient of {primitive}")
+        baselines = list(yardstick(cotangent))
+    for name, got, want, baseline in zip(names, actual, expected, baselines, strict=True):
         case.close(f"d<cotangent, {primitive}>/d{name} against the float64 reference gradient", got, want,
-                   magnitude=scale)
+                   magnitude=scale, baseline=baseline)

@@ -10,6 +10,7 @@ from nnspec import oracles
 from nnspec.checkers._draw import qkv
 from nnspec.registry import checker
 from nnspec.strategies import Case
+from nnspec.tolerances import LOW_PRECISION
 
 
 def _magnitude(values: np.ndarray) -> float:
@@ -82,8 +83,10 @@ def arbitrary_mask_matches_oracle(case: Case) -> None:
     q, k, v = qkv(case, self_attention=case.flag("square"))
     layout, mask = _broadcast_mask(case, q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     out = case.call("attention", q, k, v, mask=mask)
+    # float16/bfloat16 (the SDPA kernel variants' dtypes) are judged against the same-precision dense yardstick.
+    baseline = oracles.attention_in_precision(q, k, v, case.dtype(), mask) if case.dtype() in LOW_PRECISION else None
     case.close(f"attention with a {layout} mask of shape {mask.shape}", out, oracles.attention(q, k, v, mask),
-               magnitude=_magnitude(v))
+               magnitude=_magnitude(v), baseline=baseline)
 
 
 def prefix_lm_mask(length: int, prefix: int) -> np.ndarray:

@@ -41,17 +41,30 @@ def rnn_gradient_explodes(case: Case) -> None:
     steps, inputs, hidden = case.size("steps", (2, 12)), case.size("input_size", (1, 3)), case.size("hidden", (1, 4))
     radius = float(case.choice("radius", [1.25, 1.5, 2.0]))
     params = _rnn_params(case, inputs, hidden, radius)
-    params["b"] = case.keep("b", np.zeros_like(params["b"]))
-    xs = case.array("xs", (steps, 1, inputs), "uniform", scale=1e-6)
-    h0 = case.array("h0", (1, hidden), "uniform", scale=1e-6)
+    # Near the origin (the linear regime, where the bound is about rho^T) or with order-1 inputs
+    # and bias (saturating states, where the factors 1 - h^2 matter): drawn in turn.
+    saturating = case.flag("saturating")
+    size = 1.0 if saturating else 1e-6
+    if not saturating:
+        params["b"] = case.keep("b", np.zeros_like(params["b"]))
+    xs = case.array("xs", (steps, 1, inputs), "uniform", scale=size)
+    h0 = case.array("h0", (1, hidden), "uniform", scale=size)
     xs_b, params_b = [case.convert(x) for x in xs], case.convert(params)
 
     unrolled = unrolled_hidden_state(xs_b, params_b)
-    smallest = float(np.linalg.svd(case.jacobian(unrolled, h0), compute_uv=False).min())
+    jacobian = case.jacobian(unrolled, h0)
+    smallest = float(np.linalg.svd(jacobian, compute_uv=False).min())
     bound, h_t = 1.0, h0
+    exact = np.eye(hidden)
     for x_t in xs:
         h_t = oracles.rnn_cell(x_t, h_t, params)
         bound *= radius * float(np.min(1.0 - h_t**2))
+        exact = ((1.0 - h_t.reshape(-1) ** 2)[:, None] * params["w_hh"].astype(np.float64)) @ exact
+    # The Jacobian itself, prod_t diag(1 - h_t^2) W_hh, relative to its own size: a backward that
+    # is right only near 0 (tanh' taken as 1, say) is caught in the saturating regime.
+    case.close(f"dh_T/dh_0 after {steps} steps against prod_t diag(1 - h_t^2) W_hh "
+               f"({'saturating' if saturating else 'near 0'})", jacobian, exact,
+               magnitude=float(np.max(np.abs(exact))))
     tolerance = case.tolerance_for()
     allowed = bound * (1.0 - tolerance.rtol) - tolerance.atol
     case.require(
@@ -91,6 +104,17 @@ def lstm_gate_bounds(case: Case) -> None:
     worst = max(excess, wrong_sign)
     case.require(worst <= atol, f"h' = o * tanh(C') implies an output gate outside [0, 1] (off by {worst:.3g})",
                  error=max(worst, 0.0), tolerance=atol)
+    # The input gate on its own: with the candidate block's weights zeroed and its bias at 20,
+    # g = tanh(20) = 1 to working precision, so C'(0) = i, which a sigmoid keeps in [0, 1] (a tanh
+    # input gate, whose |i g| <= 1 looks right above, goes negative here).
+    pinned = {name: value.copy() for name, value in params.items()}
+    block = slice(2 * hidden, 3 * hidden)
+    pinned["w_ih"][block], pinned["w_hh"][block] = 0.0, 0.0
+    pinned["b"][block] = 20.0
+    input_gate = case.call("lstm_cell", x, h, zeros, pinned)[1].astype(np.float64)
+    off = max(float(np.max(-input_gate)), float(np.max(input_gate - 1.0)))
+    case.require(off <= atol, f"with the candidate pinned at tanh(20) = 1, C'(0) = i leaves [0, 1] by {off:.3g}: "
+                 "the input gate is not a sigmoid", error=max(off, 0.0), tolerance=atol)
 
 
 @checker("lstm_forget_bias_retention", requires=("lstm_cell", "vjp"))
