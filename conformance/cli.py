@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
     run.add_argument("--no-claims", action="store_true",
                      help="leave the documents' claims out of the results (they are checked by default)")
+    run.add_argument("--require-targets", action="append", metavar="PATTERN",
+                     help="target glob, e.g. 'torch:cuda*' (repeatable): exit with status 2 when a matching "
+                          "target is unavailable or only skipped, so a GPU job cannot pass on a CPU")
     _add_spec_option(run)
 
     listing = commands.add_parser("list", help="list the properties")
@@ -76,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     claims.add_argument("--verdict", choices=["holds", "imprecise", "refuted"], action="append")
     claims.add_argument("--format", choices=["table", "json"], default="table")
     _add_spec_option(claims)
+
+    gpu = commands.add_parser("gpu-check", help="run every CUDA/GPU target; fails when no GPU target ran")
+    gpu.add_argument("--out", default="reports/gpu", help="folder for JSON, HTML and summary (default reports/gpu)")
+    gpu.add_argument("--install", action="store_true",
+                     help="first pip-install the GPU builds matching the NVIDIA driver from the project's extras")
+    gpu.add_argument("--max-examples", type=int, help="override gpu-check's examples per property")
 
     coverage = commands.add_parser("coverage", help="which document questions the properties cover")
     coverage.add_argument("--format", choices=["table", "json"], default="table")
@@ -134,6 +143,13 @@ def _command_run(args: argparse.Namespace) -> int:
     unavailable.update({target.target: target.reason for _, target in targets if not target.is_available})
     for name, reason in unavailable.items():
         print(f"  {name}: unavailable ({reason})")
+    if args.require_targets:
+        from nnspec.gpu import missing_required
+
+        problems = missing_required(args.require_targets, available, unavailable)
+        if problems:
+            print("\n".join(["nnspec run: required targets cannot run:", *problems]), file=sys.stderr)
+            return 2
 
     def progress(record: Any, done: int, total: int) -> None:
         if args.quiet and record.status not in ("fail", "error", "xpass"):
@@ -167,6 +183,13 @@ def _command_run(args: argparse.Namespace) -> int:
     print("\n" + ", ".join(f"{counts[s]} {s}" for s in ("pass", "fail", "error", "skip", "xfail", "xpass")),
           f"in {sum(r.time_s for r in document.results):.1f} s of checking")
     print(f"results: {json_path}" + (f"; report: {args.html}" if args.html else ""))
+    if args.require_targets:
+        from nnspec.gpu import unexercised_required
+
+        problems = unexercised_required(args.require_targets, document)
+        if problems:
+            print("\n".join(["nnspec run: required targets checked nothing:", *problems]), file=sys.stderr)
+            return 2
     broken = failed_must(document)
     if broken:
         print(f"{len(broken)} MUST propert{'y' if len(broken) == 1 else 'ies'} failed or errored", file=sys.stderr)
@@ -248,6 +271,12 @@ def _command_claims(args: argparse.Namespace) -> int:
     return claims_main(args)
 
 
+def _command_gpu_check(args: argparse.Namespace) -> int:
+    from nnspec.gpu import gpu_check
+
+    return gpu_check(args.out, install=args.install, max_examples=args.max_examples)
+
+
 def _command_coverage(args: argparse.Namespace) -> int:
     from nnspec.coverage import main as coverage_main
 
@@ -257,6 +286,7 @@ def _command_coverage(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": _command_run, "list": _command_list, "lint": _command_lint, "backends": _command_backends,
     "report": _command_report, "diff": _command_diff, "claims": _command_claims, "coverage": _command_coverage,
+    "gpu-check": _command_gpu_check,
 }
 
 
