@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nnspec-installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup run test test-fast lint typecheck bench browser clean
+.PHONY: setup run test test-fast lint typecheck bench browser clean gpu-check
 
 setup: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 ## The main job: every property on every backend available here, JSON + HTML + JUnit in reports/.
 run: setup
 	$(BIN)/nnspec run --json reports/latest.json --html reports/compliance.html --junitxml reports/junit.xml
+
+## On an NVIDIA machine: install the GPU builds, run every CUDA/GPU target; results in reports/gpu/.
+## Fails with "no GPU target ran" anywhere else.
+gpu-check: setup
+	$(BIN)/nnspec gpu-check --install --out reports/gpu
 
 ## The project's own tests (browser tests included when Chromium can be installed).
 test: setup browser

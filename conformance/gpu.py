@@ -38,11 +38,12 @@ GPU_CHECK_FRAMEWORK_TIMEOUT = 225.0
 NO_GPU_MESSAGE = "no GPU target ran"
 # The oldest driver of the CUDA 13 builds (torch 2.13's default wheel, jax[cuda13]).
 CUDA13_DRIVER = (580, 65)
+# PyTorch's own index of CUDA 12 builds (PyPI's torch 2.13 is the CUDA 13 build).
+TORCH_CUDA12_INDEX = "https://download.pytorch.org/whl/cu128"
 
 
-def nvidia_driver_version() -> str | None:
+def nvidia_driver_version(version_file: Path = Path("/proc/driver/nvidia/version")) -> str | None:
     """The NVIDIA kernel driver's version (``"580.95.05"``), or None when there is no NVIDIA driver."""
-    version_file = Path("/proc/driver/nvidia/version")
     try:
         text = version_file.read_text(encoding="utf-8")
     except OSError:
@@ -134,7 +135,21 @@ def install_command(driver: str, project: Path) -> list[str]:
         return [sys.executable, "-m", "pip", "install", "-e", f"{project}[gpu-cuda13]"]
     # torch's CUDA 12 builds live on PyTorch's own index, not on PyPI.
     return [sys.executable, "-m", "pip", "install", "-e", f"{project}[gpu-cuda12]",
-            "--extra-index-url", "https://download.pytorch.org/whl/cu126"]
+            "--extra-index-url", TORCH_CUDA12_INDEX]
+
+
+def _install(driver: str) -> None:
+    """Install the GPU builds; a CPU wheel of torch goes first (its ``2.13.0+cpu`` satisfies ``==2.13.0``)."""
+    from importlib import metadata
+
+    try:
+        if "+cpu" in metadata.version("torch"):
+            subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "torch"], check=True)
+    except metadata.PackageNotFoundError:
+        pass
+    command = install_command(driver, _project_root())
+    print("installing the GPU builds:", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
 
 
 def _project_root() -> Path:
@@ -205,9 +220,7 @@ def gpu_check(out: str | Path, install: bool = False, max_examples: int | None =
         return 1
     print(f"nnspec gpu-check: NVIDIA driver {driver}; results in {folder}", flush=True)
     if install:
-        command = install_command(driver, _project_root())
-        print("installing the GPU builds:", " ".join(command), flush=True)
-        subprocess.run(command, check=True)
+        _install(driver)
     documents: list[RunDocument] = []
     wall: dict[str, float] = {}
     worst = 0
@@ -218,8 +231,9 @@ def gpu_check(out: str | Path, install: bool = False, max_examples: int | None =
                    "--require-targets", f"{framework}:*"]
         if max_examples is not None:
             command += ["--max-examples", str(max_examples)]
-        for target in targets:
-            command += ["--backend", target]
+        # One selector per device: `torch:cuda` already names the device and all its kernel variants.
+        for selector in sorted({target.split("/")[0] for target in targets}):
+            command += ["--backend", selector]
         print("running:", " ".join(command[2:]), flush=True)
         start = time.monotonic()
         try:
