@@ -689,14 +689,12 @@ def preferred_kernels(torch: Any) -> dict[str, str]:
     for dtype in ("float32", "float16", "bfloat16"):
         for shape in _TYPICAL_SHAPES:
             q = torch.zeros(shape, dtype=getattr(torch, dtype), device="cuda")
-            chosen = "math"
+            chosen = "math"  # takes everything: no kernel after it in the order is ever reached
             for member in order:
                 variant = names.get(member)
-                if variant is None or variant == "math":
-                    if variant == "math":
-                        break
-                    continue
-                if not kernel_refusal(torch, variant, q, q, q, None, False):
+                if variant == "math":
+                    break
+                if variant is not None and not kernel_refusal(torch, variant, q, q, q, None, False):
                     chosen = variant
                     break
             found[f"sdpa_preferred.{dtype}.{'x'.join(map(str, shape))}"] = chosen

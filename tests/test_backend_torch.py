@@ -823,3 +823,25 @@ def test_cuda_fully_masked_rows_per_kernel_are_recorded() -> None:
         mean_v = gpu.to_numpy(low[2])[0, 0].astype(np.float64).mean(axis=0)
         assert (np.all(row == 0) or np.all(np.isnan(row))
                 or np.allclose(row.astype(np.float64), mean_v, atol=1e-2)), row
+
+
+def test_preferred_kernels_follow_torchs_priority_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stub CUDA: torch's real priority order (flash, efficient, math, cudnn, ...), a flash kernel
+    # that takes half precision only, and an efficient kernel that takes float32.
+    stub = _Namespace(
+        _C=_Namespace(_get_sdp_priority_order=torch._C._get_sdp_priority_order),
+        zeros=lambda shape, dtype, device: _Namespace(dtype=dtype, shape=shape, device=device),
+        float32="float32", float16="float16", bfloat16="bfloat16",
+    )
+
+    def refusal(torch_: object, variant: str, q: _Namespace, *rest: object) -> str:
+        assert q.device == "cuda"
+        takes = {"flash": ("float16", "bfloat16"), "efficient": ("float32",), "cudnn": ()}[variant]
+        return "" if q.dtype in takes else f"{variant} takes no {q.dtype}"
+
+    monkeypatch.setattr(torch_module, "kernel_refusal", refusal)
+    found = torch_module.preferred_kernels(stub)
+    assert found["sdpa_priority_order"].startswith("FLASH_ATTENTION, EFFICIENT_ATTENTION, MATH")
+    assert found["sdpa_preferred.float16.2x4x128x64"] == "flash"
+    assert found["sdpa_preferred.float32.2x4x128x64"] == "efficient"
+    assert len([key for key in found if key.startswith("sdpa_preferred.")]) == 9
