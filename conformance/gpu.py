@@ -15,6 +15,7 @@ Nothing here imports torch or jax.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -199,9 +200,11 @@ def summarise(document: Any, wall: dict[str, float]) -> tuple[str, bool]:
 
 
 def gpu_check(out: str | Path, install: bool = False, max_examples: int | None = None,
-              framework_timeout: float = GPU_CHECK_FRAMEWORK_TIMEOUT) -> int:
+              framework_timeout: float = GPU_CHECK_FRAMEWORK_TIMEOUT, workers: int | None = None) -> int:
     """Run every GPU target, one framework per process; results, report and summary go to ``out``.
 
+    JAX compiles every new shape on the host CPU, so ``workers`` processes (default: up to 4, one
+    per CPU core) share the GPU; JAX's preallocation is off, so they fit in its memory together.
     Returns 0 when every GPU target ran and no MUST property failed, 1 when one failed or no GPU
     target ran, 2 when a required GPU target was unavailable.
     """
@@ -228,7 +231,8 @@ def gpu_check(out: str | Path, install: bool = False, max_examples: int | None =
         json_path = folder / f"{framework}.json"
         command = [sys.executable, "-m", "nnspec.cli", "run", "--quiet", "--no-claims",
                    "--profile", GPU_CHECK_PROFILE, "--timeout", "60", "--json", str(json_path),
-                   "--require-targets", f"{framework}:*"]
+                   "--require-targets", f"{framework}:*",
+                   "--workers", str(workers or min(4, os.cpu_count() or 1))]
         if max_examples is not None:
             command += ["--max-examples", str(max_examples)]
         # One selector per device: `torch:cuda` already names the device and all its kernel variants.
