@@ -678,7 +678,7 @@ class JaxBackend(Backend):
 
         def pinned_pullback(cotangent: Any) -> Sequence[Array]:
             with self.jax.default_device(self._device):
-                return pullback(cotangent)  # type: ignore[no-any-return]
+                return pullback(cotangent)
 
         return out, pinned_pullback
 

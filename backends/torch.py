@@ -13,8 +13,8 @@ CUDA a pinned kernel is asked first (``torch.backends.cuda.can_use_*_attention``
 graph is not supported is a refusal too.
 
 Precision: constructing a backend sets torch's float32 precision flags to IEEE for the process
-(``torch.backends.cuda.matmul.fp32_precision`` and ``torch.backends.cudnn.{conv,rnn}.fp32_precision``,
-the torch 2.x API): on NVIDIA GPUs since Ampere torch otherwise runs cuDNN convolutions and RNNs in
+(``fp32_precision`` of ``torch.backends.cudnn``, ``torch.backends.cudnn.{conv,rnn}`` and
+``torch.backends.cuda.matmul``, the torch 2.x API): on NVIDIA GPUs since Ampere torch otherwise runs cuDNN convolutions and RNNs in
 TF32, whose error is some thirty times the float32 tolerance. :meth:`TorchBackend.environment`
 records the flags in force, read through the same API only (reading the legacy ``allow_tf32``
 flags raises once the new API was used).
@@ -67,7 +67,7 @@ _VARIANT_PRIMITIVES = frozenset({"attention", "multi_head_attention", "attention
 
 
 # Where torch 2.x keeps its float32 precision flags: dotted path under torch.backends.
-_PRECISION_FLAGS: tuple[str, ...] = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")
+_PRECISION_FLAGS: tuple[str, ...] = ("cudnn", "cudnn.conv", "cudnn.rnn", "cuda.matmul")
 #: The precision the conformance run sets for each of them.
 FP32_PRECISION = "ieee"
 # The oldest NVIDIA driver each CUDA major release runs on (NVIDIA's compatibility table).

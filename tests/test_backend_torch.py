@@ -150,7 +150,7 @@ def test_constructing_a_backend_sets_ieee_fp32_precision_and_records_it(backend:
         holder.fp32_precision = "tf32"  # what torch 2.13 leaves on cuDNN convolutions and RNNs
     TorchBackend("cpu")
     environment = TorchBackend("cpu").environment()
-    for path in ("cuda.matmul", "cudnn.conv", "cudnn.rnn"):
+    for path in ("cudnn", "cudnn.conv", "cudnn.rnn", "cuda.matmul"):
         assert environment[f"fp32_precision.{path}"] == "ieee", environment
     assert torch.backends.cudnn.conv.fp32_precision == "ieee"
     assert environment["sdpa_kernel"] == "torch's own choice"
