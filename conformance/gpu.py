@@ -160,8 +160,8 @@ def _project_root() -> Path:
     return root
 
 
-def summarise(document: Any, wall: dict[str, float]) -> tuple[str, bool]:
-    """The text summary of a gpu-check run, and whether any GPU target actually ran a check."""
+def summarise(document: Any, wall: dict[str, float], expected: Sequence[str] = ()) -> tuple[str, bool, list[str]]:
+    """The text summary of a gpu-check run, whether any GPU target ran a check, and the expected ones that did not."""
     by_target: dict[str, dict[str, float]] = {}
     for record in document.results:
         if not is_gpu_target(record.backend):
@@ -192,11 +192,21 @@ def summarise(document: Any, wall: dict[str, float]) -> tuple[str, bool]:
             lines.append(f"  {'':<22} precision: " + ", ".join(f"{k}={v}" for k, v in sorted(flags.items())))
         if "environment_error" in record:
             lines.append(f"  {'':<22} environment record failed: {record['environment_error']}")
+    unavailable: dict[str, str] = {}
+    for run in runs:
+        unavailable.update(run.get("unavailable_targets", {}))
+    checked = {target for target, row in by_target.items()
+               if any(row.get(status) for status in ("pass", "fail", "error", "xfail", "xpass"))}
+    not_run = [target for target in expected if target not in checked]
+    for target in not_run:
+        lines.append(f"  {target:<22} NOT RUN: {unavailable.get(target, 'no result other than skips')}")
     for framework, seconds in sorted(wall.items()):
         lines.append(f"  {framework} run: {seconds:.0f} s wall")
     if not ran:
         lines.append(f"FAILED: {NO_GPU_MESSAGE}")
-    return "\n".join(lines) + "\n", ran
+    elif not_run:
+        lines.append(f"FAILED: {len(not_run)} expected GPU target(s) did not run")
+    return "\n".join(lines) + "\n", ran, not_run
 
 
 def gpu_check(out: str | Path, install: bool = False, max_examples: int | None = None,
@@ -205,8 +215,11 @@ def gpu_check(out: str | Path, install: bool = False, max_examples: int | None =
 
     JAX compiles every new shape on the host CPU, so ``workers`` processes (default: up to 4, one
     per CPU core) share the GPU; JAX's preallocation is off, so they fit in its memory together.
-    Returns 0 when every GPU target ran and no MUST property failed, 1 when one failed or no GPU
-    target ran, 2 when a required GPU target was unavailable.
+    Each run requires its framework's plain GPU target (``torch:cuda``, ``jax:gpu``): without it
+    the run stops at once. A kernel variant that is unavailable or only skipped does not stop the
+    others; it is listed as NOT RUN and makes the check fail. Returns 0 when every GPU target ran
+    and no MUST property failed, 1 otherwise (no GPU target ran, a MUST property failed, a
+    variant did not run, a run was stopped), 2 when a plain GPU target was unavailable.
     """
     from nnspec.reports.html import write_report
     from nnspec.reports.results import RunDocument, load, merge
@@ -225,13 +238,14 @@ def gpu_check(out: str | Path, install: bool = False, max_examples: int | None =
     if install:
         _install(driver)
     documents: list[RunDocument] = []
+    expected = [target for targets in gpu_targets().values() for target in targets]
     wall: dict[str, float] = {}
     worst = 0
     for framework, targets in gpu_targets().items():
         json_path = folder / f"{framework}.json"
         command = [sys.executable, "-m", "nnspec.cli", "run", "--quiet", "--no-claims",
                    "--profile", GPU_CHECK_PROFILE, "--timeout", "60", "--json", str(json_path),
-                   "--require-targets", f"{framework}:*",
+                   "--require-targets", {"torch": "torch:cuda", "jax": "jax:gpu"}.get(framework, f"{framework}:*"),
                    "--workers", str(workers or min(4, os.cpu_count() or 1))]
         if max_examples is not None:
             command += ["--max-examples", str(max_examples)]
@@ -255,10 +269,13 @@ def gpu_check(out: str | Path, install: bool = False, max_examples: int | None =
     document = merge(documents) if documents else RunDocument()
     document.write(folder / "gpu.json")
     write_report(document, folder / "report.html")
-    text, ran = summarise(document, wall)
+    text, ran, not_run = summarise(document, wall, expected)
     summary_path.write_text(text, encoding="utf-8")
     print(text, end="")
     if not ran:
         print(f"nnspec gpu-check: {NO_GPU_MESSAGE}", file=sys.stderr)
         return 1
+    if not_run:
+        print(f"nnspec gpu-check: not run: {', '.join(not_run)}", file=sys.stderr)
+        return max(worst, 1)
     return worst

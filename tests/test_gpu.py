@@ -110,8 +110,8 @@ def test_the_install_matches_the_driver() -> None:
 
 def test_summary_fails_when_every_gpu_result_is_a_skip() -> None:
     document = RunDocument(results=[Record("a.b", "torch:cuda/flash", "skip"), Record("a.b", "numpy:cpu", "pass")])
-    text, ran = gpu.summarise(document, {"torch": 3.0})
-    assert not ran and "FAILED: no GPU target ran" in text
+    text, ran, not_run = gpu.summarise(document, {"torch": 3.0}, ["torch:cuda/flash"])
+    assert not ran and "FAILED: no GPU target ran" in text and not_run == ["torch:cuda/flash"]
 
 
 def test_summary_names_kernel_precision_and_counts() -> None:
@@ -121,11 +121,22 @@ def test_summary_names_kernel_precision_and_counts() -> None:
                                                  "fp32_precision.cudnn.conv": "ieee"}}},
         results=[Record("a.b", "torch:cuda", "pass", time_s=1.5), Record("a.c", "torch:cuda", "xfail", time_s=0.5)],
     )
-    text, ran = gpu.summarise(document, {"torch": 12.0})
-    assert ran and "FAILED" not in text
+    text, ran, not_run = gpu.summarise(document, {"torch": 12.0}, ["torch:cuda"])
+    assert ran and not not_run and "FAILED" not in text
     assert "torch:cuda" in text and "1 pass, 0 fail, 0 error, 0 skip, 1 xfail, 0 xpass; 2.0 s checking" in text
     assert "torch picks: float16.2x4x128x64 flash" in text and "fp32_precision.cudnn.conv=ieee" in text
     assert "torch run: 12 s wall" in text
+
+
+def test_summary_fails_for_an_expected_variant_that_did_not_run() -> None:
+    document = RunDocument(
+        environment={"unavailable_targets": {"torch:cuda/cudnn": "SDPA kernel 'cudnn' cannot run on this cuda"}},
+        results=[Record("a.b", "torch:cuda", "pass")],
+    )
+    text, ran, not_run = gpu.summarise(document, {}, ["torch:cuda", "torch:cuda/cudnn"])
+    assert ran and not_run == ["torch:cuda/cudnn"]
+    assert "torch:cuda/cudnn       NOT RUN: SDPA kernel 'cudnn' cannot run on this cuda" in text
+    assert "FAILED: 1 expected GPU target(s) did not run" in text
 
 
 def test_gpu_check_without_a_driver_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
