@@ -6,7 +6,7 @@ STAMP := $(VENV)/.nnspec-installed
 CHROMIUM ?= /usr/bin/chromium
 REPORTS ?= reports
 
-.PHONY: setup run test test-fast lint typecheck bench browser gallery clean
+.PHONY: setup run test test-fast lint typecheck bench browser gallery gpu-check clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ run: setup
 	echo "Open the report: xdg-open $(REPORTS)/compliance.html (or any browser)"; \
 	echo "Run nnspec yourself: $(BIN)/nnspec run --backend numpy   (or . $(BIN)/activate, then nnspec ...)"; \
 	exit $$status
+
+## On an NVIDIA machine: install the GPU builds, run every CUDA/GPU target; results in reports/gpu/.
+## Fails with "no GPU target ran" anywhere else.
+gpu-check: setup
+	$(BIN)/nnspec gpu-check --install --out reports/gpu
 
 ## The project's own tests (browser tests included when Chromium can be installed).
 test: setup browser

@@ -16,6 +16,17 @@ Three things about JAX shape this adapter:
   ``~/.cache/nnspec/jax``; ``off`` disables it) keeps compiled shapes across processes, and
   :func:`compile_stats` reports the time spent compiling, as measured by ``jax.monitoring``.
 
+- Precision: on NVIDIA GPUs JAX runs float32 dots and convolutions in TF32 by default, whose
+  error is some thirty times the float32 tolerance. Constructing a backend sets
+  ``jax_default_matmul_precision`` to ``"highest"`` (true float32) for the process.
+- GPU memory: JAX preallocates 75% of a GPU's memory at first use, which starves a second worker
+  or torch in the same job. Unless the user set it, ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` is put
+  in the environment before JAX is imported.
+- Devices: every primitive runs under ``jax.default_device`` of its target, so ``jax:cpu``
+  computes on the CPU on a GPU host too (arrays made inside a primitive included).
+
+All of these are recorded by :meth:`JaxBackend.environment`.
+
 JAX is imported only inside the constructor and the methods: ``import nnspec`` never imports it.
 """
 
@@ -33,13 +44,18 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from nnspec.backends.base import Backend, Unavailable
+from nnspec.backends.base import Backend, InputNotSupported, Unavailable
 from nnspec.errors import BackendError
 
 Array = Any  # jax.Array; jax is imported only inside functions
 
 INSTALL_HINT = "jax is not installed: pip install nnspec[jax]"
 CACHE_ENVIRONMENT_VARIABLE = "NNSPEC_JAX_CACHE"
+#: float32 matmuls and convolutions in true float32, not TF32 (see the module docstring).
+MATMUL_PRECISION = "highest"
+PREALLOCATE_VARIABLE = "XLA_PYTHON_CLIENT_PREALLOCATE"
+# cuDNN's fused attention takes head widths up to this (256 from Hopper on; 128 is safe everywhere).
+_CUDNN_MAX_HEAD_DIM = 256
 
 _ALL_DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
 # device -> the jax.nn.dot_product_attention implementations offered there as variants.
@@ -115,6 +131,8 @@ def compile_stats() -> dict[str, float]:
 
 
 def _import_jax() -> Any:
+    # Read by JAX when it starts a GPU client: it has to be in the environment first.
+    os.environ.setdefault(PREALLOCATE_VARIABLE, "false")
     try:
         import jax
     except ImportError as error:
@@ -131,6 +149,7 @@ def _configure_jax() -> str | None:
     """
     jax = _import_jax()
     jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION)
     cache_dir: str | None = jax.config.jax_compilation_cache_dir
     if cache_dir is None:
         cache_dir = default_cache_dir()
@@ -164,8 +183,27 @@ def _probe(device: str, variant: str | None) -> str:
     try:
         jax.devices(platform)
     except RuntimeError as error:
-        return f"no {platform} device visible to jax ({jax.__version__}): {str(error).strip()}"
+        return f"no {platform} device visible to jax ({jax.__version__}){_cpu_only_hint(device)}: {str(error).strip()}"
     return ""
+
+
+def _cpu_only_hint(device: str) -> str:
+    """Names the usual cause of a missing GPU: a jaxlib without its CUDA plugin."""
+    if device != "gpu":
+        return ""
+    plugins = [name for name in ("jax-cuda13-plugin", "jax-cuda12-plugin", "jax-rocm7-plugin")
+               if _installed(name)]
+    if plugins:
+        return f" although {', '.join(plugins)} is installed (check the NVIDIA driver)"
+    return "; jaxlib is CPU-only (no jax-cuda*-plugin installed): pip install -e '.[gpu-cuda13]'"
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 # -- jitting methods -------------------------------------------------------------------------
@@ -196,10 +234,14 @@ def jit_method(
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             nonlocal compiled
             if eager_when is not None and eager_when(self, *args, **kwargs):
-                return method(self, *args, **kwargs)
+                with _import_jax().default_device(self._device):
+                    return method(self, *args, **kwargs)
+            jax = _import_jax()
             if compiled is None:
-                compiled = _import_jax().jit(method, static_argnums=static_argnums, static_argnames=static_argnames)
-            return compiled(self, *args, **kwargs)
+                compiled = jax.jit(method, static_argnums=static_argnums, static_argnames=static_argnames)
+            # The target's device, not JAX's default (the GPU on a GPU host), computes the call.
+            with jax.default_device(self._device):
+                return compiled(self, *args, **kwargs)
 
         return call  # type: ignore[return-value]
 
@@ -215,6 +257,36 @@ def _float16_on_cpu(backend: Any, *args: Any, **kwargs: Any) -> bool:
     dot_general on CPU", jax 0.10.2). Called eagerly, the fallback works.
     """
     return backend.device == "cpu" and any(getattr(a, "dtype", None) == np.float16 for a in args)
+
+
+def _cudnn_inputs(
+    q: Array, k: Array, width: int, mask: Array | None, bias: Array | None
+) -> tuple[Array | None, Array | None]:
+    """Check what cuDNN's fused attention documents it refuses; widen masks to the shapes it takes.
+
+    ``(B, T, N, H)`` inputs. cuDNN takes float16/bfloat16 only and head widths up to 256 (the
+    width is already padded to a multiple of 8); a mask or bias must span the full ``(T, S)``, so a
+    broadcasting one (the ``(B, 1, 1, S)`` padding mask) is broadcast to it here rather than
+    refused.
+    """
+    import jax.numpy as jnp
+
+    if q.dtype.name not in _VARIANT_DTYPES["cudnn"]:
+        raise InputNotSupported(
+            f"jax's cuDNN attention takes {list(_VARIANT_DTYPES['cudnn'])} only. Received: {q.dtype.name}"
+        )
+    if width > _CUDNN_MAX_HEAD_DIM:
+        raise InputNotSupported(
+            f"jax's cuDNN attention takes head widths up to {_CUDNN_MAX_HEAD_DIM}. Received: {width}"
+        )
+    q_len, k_len = q.shape[1], k.shape[1]
+
+    def full(x: Array | None) -> Array | None:
+        if x is None:
+            return None
+        return jnp.broadcast_to(x, (*x.shape[:2], q_len, k_len))
+
+    return full(mask), full(bias)
 
 
 def _default_scale(scale: float | None, dim: int) -> float:
@@ -290,13 +362,26 @@ class JaxBackend(Backend):
 
     def environment(self) -> dict[str, str]:
         jax = self.jax
-        return {
+        found = {
             "jax": jax.__version__,
             "jaxlib": importlib.metadata.version("jaxlib"),
             "jax_devices": ", ".join(str(device) for device in jax.devices(self.device)),
+            "computes_on": str(self._device),
             "jax_enable_x64": str(bool(jax.config.jax_enable_x64)),
+            "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+            PREALLOCATE_VARIABLE: os.environ.get(PREALLOCATE_VARIABLE, "unset"),
+            "attention_implementation": self.implementation or "jax's own choice",
             "jax_compilation_cache": self.cache_dir or "off",
         }
+        for plugin in ("jax-cuda13-plugin", "jax-cuda12-plugin"):
+            if _installed(plugin):
+                found[plugin] = importlib.metadata.version(plugin)
+        if self.device == "gpu":
+            from nnspec.gpu import nvidia_driver_version
+
+            found["nvidia_driver"] = nvidia_driver_version() or "unknown"
+            found["gpu"] = str(getattr(self._device, "device_kind", self._device))
+        return found
 
     def compile_seconds(self) -> float:
         """Seconds this process has spent compiling JAX functions; see :func:`compile_stats`."""
@@ -392,10 +477,19 @@ class JaxBackend(Backend):
             mask = four_dimensional(jnp.asarray(mask, dtype=bool))
         if bias is not None:
             bias = four_dimensional(jnp.asarray(bias, dtype=q.dtype))
-        out = self.jax.nn.dot_product_attention(
-            pad(q), pad(k), pad(v), bias=bias, mask=mask, is_causal=is_causal, scale=scale,
-            implementation=self.implementation,
-        )
+        if self.implementation == "cudnn":
+            mask, bias = _cudnn_inputs(q, k, width, mask, bias)
+        try:
+            out = self.jax.nn.dot_product_attention(
+                pad(q), pad(k), pad(v), bias=bias, mask=mask, is_causal=is_causal, scale=scale,
+                implementation=self.implementation,
+            )
+        except (ValueError, NotImplementedError) as error:
+            if self.implementation != "cudnn":
+                raise
+            # JAX's cuDNN path checks shapes, dtypes and the GPU while tracing and raises these
+            # for what cuDNN does not take (jax/_src/cudnn/fused_attention_stablehlo.py).
+            raise InputNotSupported(f"jax's cuDNN attention does not take these inputs. Received: {error}") from error
         return out[..., :value_dim]
 
     @jit_method("block_q", "block_k", "is_causal", "scale")
@@ -579,7 +673,14 @@ class JaxBackend(Backend):
         return (1.0 - update) * candidate + update * h
 
     def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
-        return self.jax.vjp(fn, *primals)
+        with self.jax.default_device(self._device):
+            out, pullback = self.jax.vjp(fn, *primals)
+
+        def pinned_pullback(cotangent: Any) -> Sequence[Array]:
+            with self.jax.default_device(self._device):
+                return pullback(cotangent)
+
+        return out, pinned_pullback
 
     @jit_method()
     def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:

@@ -7,7 +7,17 @@ SDPA kernel (``cpu/math``, ``cuda/flash``, ...): a variant pins
 target supports only the primitives that reach SDPA (``attention``, ``multi_head_attention``,
 ``attention_with_bias``, and ``vjp`` through them); every other primitive is checked once per
 device, on the plain target. A pinned kernel that refuses an input (CUDA flash attention takes no
-mask) raises :class:`~nnspec.backends.InputNotSupported`: the engine discards that example.
+mask) raises :class:`~nnspec.backends.InputNotSupported`: the engine discards that example. On
+CUDA a pinned kernel is asked first (``torch.backends.cuda.can_use_*_attention`` with
+``debug=True``, whose warnings give the reasons), and a cuDNN failure at run time that says the
+graph is not supported is a refusal too.
+
+Precision: constructing a backend sets torch's float32 precision flags to IEEE for the process
+(``fp32_precision`` of ``torch.backends.cudnn``, ``torch.backends.cudnn.{conv,rnn}`` and
+``torch.backends.cuda.matmul``, the torch 2.x API): on NVIDIA GPUs since Ampere torch otherwise runs cuDNN convolutions and RNNs in
+TF32, whose error is some thirty times the float32 tolerance. :meth:`TorchBackend.environment`
+records the flags in force, read through the same API only (reading the legacy ``allow_tf32``
+flags raises once the new API was used).
 
 bfloat16: NumPy has no bfloat16, so :meth:`TorchBackend.asarray` takes the dtype by name
 (``asarray(x, "bfloat16")`` for float32 values) or an ``ml_dtypes.bfloat16`` array, and
@@ -56,12 +66,72 @@ _CUDA_KERNEL_DTYPES: dict[str, tuple[str, ...]] = {
 _VARIANT_PRIMITIVES = frozenset({"attention", "multi_head_attention", "attention_with_bias", "vjp"})
 
 
+# Where torch 2.x keeps its float32 precision flags: dotted path under torch.backends.
+_PRECISION_FLAGS: tuple[str, ...] = ("cudnn", "cudnn.conv", "cudnn.rnn", "cuda.matmul")
+#: The precision the conformance run sets for each of them.
+FP32_PRECISION = "ieee"
+# The oldest NVIDIA driver each CUDA major release runs on (NVIDIA's compatibility table).
+_MINIMUM_DRIVER: dict[int, str] = {11: "450.80", 12: "525.60", 13: "580.65"}
+# Shapes (B, H, L, D) whose preferred SDPA kernel environment() records, per dtype.
+_TYPICAL_SHAPES: tuple[tuple[int, int, int, int], ...] = ((2, 4, 128, 64), (1, 8, 512, 128), (2, 3, 7, 10))
+# Runtime messages by which cuDNN says it has no plan for a graph: a refusal, not a wrong answer.
+_CUDNN_REFUSALS: tuple[str, ...] = (
+    "No execution plans support the graph", "CUDNN_STATUS_NOT_SUPPORTED", "cuDNN Frontend error",
+    "No valid execution plans built",
+)
+
+
 def _import_torch() -> Any:
     try:
         import torch
     except ImportError as error:
         raise Unavailable(INSTALL_HINT) from error
     return torch
+
+
+def set_precision(torch: Any) -> dict[str, str]:
+    """Set torch's float32 precision flags to IEEE through the torch 2.x API; return the flags in force."""
+    for path in _PRECISION_FLAGS:
+        holder = functools.reduce(getattr, path.split("."), torch.backends)
+        holder.fp32_precision = FP32_PRECISION
+    return precision_flags(torch)
+
+
+def precision_flags(torch: Any) -> dict[str, str]:
+    """The float32 precision flags in force, read through the torch 2.x API (never ``allow_tf32``)."""
+    found = {}
+    for path in _PRECISION_FLAGS:
+        try:
+            holder = functools.reduce(getattr, path.split("."), torch.backends)
+            found[f"fp32_precision.{path}"] = str(holder.fp32_precision)
+        except (AttributeError, RuntimeError) as error:
+            found[f"fp32_precision.{path}"] = f"unreadable: {error}"
+    found["float32_matmul_precision"] = str(torch.get_float32_matmul_precision())
+    return found
+
+
+def _no_cuda_reason(torch: Any) -> str:
+    """Why torch sees no CUDA device, naming the cause: a CPU-only wheel, a driver too old, no device."""
+    from nnspec.gpu import nvidia_driver_version
+
+    built_for = torch.version.cuda
+    if built_for is None:
+        return (f"no CUDA device: torch {torch.__version__} is a CPU-only build (torch.version.cuda is None); "
+                "install a CUDA build: pip install -e '.[gpu-cuda13]' (see 'make gpu-check')")
+    driver = nvidia_driver_version()
+    if driver is None:
+        return f"no CUDA device: no NVIDIA driver found (torch {torch.__version__} is built for CUDA {built_for})"
+    major = int(str(built_for).split(".")[0])
+    needed = _MINIMUM_DRIVER.get(major)
+    if needed is not None and _version_tuple(driver) < _version_tuple(needed):
+        return (f"no CUDA device: NVIDIA driver {driver} is too old for torch {torch.__version__}, built for CUDA {built_for} "
+                f"(needs driver >= {needed}); install the CUDA 12 build: pip install -e '.[gpu-cuda12]' "
+                "--extra-index-url https://download.pytorch.org/whl/cu126")
+    return f"no CUDA device: NVIDIA driver {driver} is present but torch (CUDA {built_for}) sees no GPU"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 @functools.cache
@@ -74,7 +144,7 @@ def _probe(device: str, variant: str | None) -> str:
     if device not in _DEVICE_VARIANTS:
         return f"unknown device; expected one of {sorted(_DEVICE_VARIANTS)}. Received: {device!r}"
     if device == "cuda" and not torch.cuda.is_available():
-        return "no CUDA device"
+        return _no_cuda_reason(torch)
     if variant is None:
         return ""
     if variant not in _DEVICE_VARIANTS[device]:
@@ -105,6 +175,7 @@ class TorchBackend(Backend):
             raise Unavailable(reason)
         self.torch = _import_torch()
         self.functional = self.torch.nn.functional
+        set_precision(self.torch)
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -133,12 +204,18 @@ class TorchBackend(Backend):
         return dtype in self.dtypes
 
     def environment(self) -> dict[str, str]:
+        from nnspec.gpu import nvidia_driver_version
+
         torch = self.torch
-        found = {"torch": torch.__version__}
+        found = {"torch": torch.__version__, "torch_cuda_build": str(torch.version.cuda)}
+        found |= precision_flags(torch)
+        found["sdpa_kernel"] = _SDPA_KERNELS[self.variant] if self.variant else "torch's own choice"
         if self.device == "cuda":
-            found["cuda"] = str(torch.version.cuda)
+            found["nvidia_driver"] = nvidia_driver_version() or "unknown"
             found["cudnn"] = str(torch.backends.cudnn.version())
             found["gpu"] = torch.cuda.get_device_name()
+            found["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability()))
+            found |= preferred_kernels(torch)
         return found
 
     # -- the boundary --------------------------------------------------------------------------
@@ -180,6 +257,15 @@ class TorchBackend(Backend):
             raise BackendError(f"torch backend dtypes are {list(_ALL_DTYPES)}. Received: {name!r}")
         return getattr(self.torch, name)
 
+    def _check_kernel(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> None:
+        """On CUDA, ask the pinned kernel whether it takes these inputs before calling it."""
+        if self.device == "cuda" and self.variant is not None:
+            reason = kernel_refusal(self.torch, self.variant, q, k, v, mask, is_causal)
+            if reason:
+                raise InputNotSupported(
+                    f"the SDPA kernel {self.variant!r} on cuda does not take these inputs. Received: {reason}"
+                )
+
     @contextlib.contextmanager
     def _kernel(self) -> Iterator[None]:
         """Pin SDPA to this target's kernel; the plain target keeps torch's own selection.
@@ -198,6 +284,11 @@ class TorchBackend(Backend):
                 try:
                     yield
                 except RuntimeError as error:
+                    if any(refusal in str(error) for refusal in _CUDNN_REFUSALS):
+                        raise InputNotSupported(
+                            f"cuDNN has no plan for these inputs on {self.device} ({self.variant!r} kernel). "
+                            f"Received: {str(error).strip().splitlines()[0]}"
+                        ) from error
                     if "No available kernel" not in str(error):
                         raise
                     reasons = " ".join(str(w.message).split(" (Triggered internally")[0] for w in caught)
@@ -255,6 +346,7 @@ class TorchBackend(Backend):
             mask = mask.to(self.torch.bool)
         if mask is not None:
             mask = _four_dimensional(mask)
+        self._check_kernel(q, k, v, mask, is_causal)
         with self._kernel():
             return self.functional.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
@@ -551,8 +643,62 @@ class TorchBackend(Backend):
     ) -> Tensor:
         # SDPA's float attn_mask is added to the scaled logits before the softmax: the protocol's bias.
         bias = _four_dimensional(self.torch.as_tensor(bias, device=q.device).to(q.dtype))
+        self._check_kernel(q, k, v, bias, False)
         with self._kernel():
             return self.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+
+def kernel_refusal(
+    torch: Any, variant: str, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool
+) -> str:
+    """Why the CUDA SDPA kernel ``variant`` would refuse these inputs, or ``""`` when it takes them.
+
+    torch's own checks (``torch.backends.cuda.can_use_{flash,efficient,cudnn}_attention`` with
+    ``debug=True``) give their reasons as warnings; those become the answer.
+    """
+    check = {
+        "flash": "can_use_flash_attention", "efficient": "can_use_efficient_attention",
+        "cudnn": "can_use_cudnn_attention",
+    }.get(variant)
+    if check is None:  # the math kernel takes everything
+        return ""
+    try:
+        params = torch.backends.cuda.SDPAParams(q, k, v, mask, 0.0, is_causal, False)
+    except (TypeError, RuntimeError):  # e.g. tensors wrapped by torch.func: the call itself decides
+        return ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        usable = getattr(torch.backends.cuda, check)(params, True)
+    if usable:
+        return ""
+    reasons = [str(w.message).split(" (Triggered internally")[0].strip() for w in caught]
+    return "; ".join(reason for reason in reasons if reason) or f"{check} returned False"
+
+
+def preferred_kernels(torch: Any) -> dict[str, str]:
+    """Which SDPA kernel torch picks by itself on this GPU for a few typical shapes, per dtype.
+
+    torch tries its kernels in its priority order and takes the first that accepts the inputs;
+    the answer differs between builds (CUDA 12 and 13) and GPUs, so it is part of the record.
+    """
+    from torch.nn.attention import SDPBackend
+
+    order = [SDPBackend(number).name for number in torch._C._get_sdp_priority_order()]
+    names = {value: key for key, value in _SDPA_KERNELS.items()}
+    found = {"sdpa_priority_order": ", ".join(order)}
+    for dtype in ("float32", "float16", "bfloat16"):
+        for shape in _TYPICAL_SHAPES:
+            q = torch.zeros(shape, dtype=getattr(torch, dtype), device="cuda")
+            chosen = "math"  # takes everything: no kernel after it in the order is ever reached
+            for member in order:
+                variant = names.get(member)
+                if variant == "math":
+                    break
+                if variant is not None and not kernel_refusal(torch, variant, q, q, q, None, False):
+                    chosen = variant
+                    break
+            found[f"sdpa_preferred.{dtype}.{'x'.join(map(str, shape))}"] = chosen
+    return found
 
 
 def _four_dimensional(mask: Tensor) -> Tensor:

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
     run.add_argument("--no-claims", action="store_true",
                      help="leave the documents' claims out of the results (they are checked by default)")
+    run.add_argument("--require-targets", action="append", metavar="PATTERN",
+                     help="target glob, e.g. 'torch:cuda*' (repeatable): exit with status 2 when a matching "
+                          "target is unavailable or only skipped, so a GPU job cannot pass on a CPU")
     _add_spec_option(run)
 
     listing = commands.add_parser("list", help="list the properties")
@@ -79,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     claims.add_argument("--verdict", choices=["holds", "imprecise", "refuted", "unchecked"], action="append")
     claims.add_argument("--format", choices=["table", "json"], default="table")
     _add_spec_option(claims)
+
+    gpu = commands.add_parser("gpu-check", help="run every CUDA/GPU target; fails when no GPU target ran")
+    gpu.add_argument("--out", default="reports/gpu", help="folder for JSON, HTML and summary (default reports/gpu)")
+    gpu.add_argument("--install", action="store_true",
+                     help="first pip-install the GPU builds matching the NVIDIA driver from the project's extras")
+    gpu.add_argument("--max-examples", type=int, help="override gpu-check's examples per property")
 
     coverage = commands.add_parser("coverage", help="which document questions the properties cover")
     coverage.add_argument("--format", choices=["table", "json"], default="table")
@@ -138,6 +147,13 @@ def _command_run(args: argparse.Namespace) -> int:
     unavailable.update({target.target: target.reason for _, target in targets if not target.is_available})
     for name, reason in unavailable.items():
         print(f"  {name}: unavailable ({reason})")
+    if args.require_targets:
+        from nnspec.gpu import missing_required
+
+        problems = missing_required(args.require_targets, available, unavailable)
+        if problems:
+            print("\n".join(["nnspec run: required targets cannot run:", *problems]), file=sys.stderr)
+            return 2
 
     def progress(record: Any, done: int, total: int) -> None:
         if args.quiet and record.status not in ("fail", "error", "xpass"):
@@ -177,6 +193,13 @@ def _command_run(args: argparse.Namespace) -> int:
         print(line)
     print("outputs:", *output_lines({"results": json_path, "records": jsonl_path, "report": args.html,
                                      "junit": args.junitxml}), sep="\n")
+    if args.require_targets:
+        from nnspec.gpu import unexercised_required
+
+        problems = unexercised_required(args.require_targets, document)
+        if problems:
+            print("\n".join(["nnspec run: required targets checked nothing:", *problems]), file=sys.stderr)
+            return 2
     broken = failed_must(document)
     if broken:
         print(f"{len(broken)} MUST propert{'y' if len(broken) == 1 else 'ies'} failed or errored", file=sys.stderr)
@@ -273,6 +296,12 @@ def _command_claims(args: argparse.Namespace) -> int:
     return claims_main(args)
 
 
+def _command_gpu_check(args: argparse.Namespace) -> int:
+    from nnspec.gpu import gpu_check
+
+    return gpu_check(args.out, install=args.install, max_examples=args.max_examples)
+
+
 def _command_coverage(args: argparse.Namespace) -> int:
     from nnspec.coverage import main as coverage_main
 
@@ -282,6 +311,7 @@ def _command_coverage(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": _command_run, "list": _command_list, "lint": _command_lint, "backends": _command_backends,
     "report": _command_report, "diff": _command_diff, "claims": _command_claims, "coverage": _command_coverage,
+    "gpu-check": _command_gpu_check,
 }
 
 

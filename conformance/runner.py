@@ -265,8 +265,11 @@ def environment(options: RunOptions, backends: list[Backend], argv: list[str] | 
             versions[package] = metadata.version(package)
     details: dict[str, Any] = {}
     for backend in backends:
-        with contextlib.suppress(Exception):
+        # A backend whose record cannot be read still gets one: the error, so it is never dropped.
+        try:
             details[backend.target] = backend.environment()
+        except Exception as error:
+            details[backend.target] = {"environment_error": f"{type(error).__name__}: {error}"}
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "nnspec_version": versions.get("nnspec", "unknown"),

@@ -142,6 +142,90 @@ def test_x64_is_enabled_and_recorded(backend: JaxBackend) -> None:
     assert environment["jax"] == jax.__version__ and "cpu" in environment["jax_devices"]
 
 
+def test_float32_matmul_precision_is_highest_and_recorded(backend: JaxBackend) -> None:
+    # Not TF32: on NVIDIA GPUs JAX's default float32 dot would be ~30x outside float32 tolerance.
+    assert jax.config.jax_default_matmul_precision == "highest"
+    environment = backend.environment()
+    assert environment["jax_default_matmul_precision"] == "highest"
+    assert environment["attention_implementation"] == "jax's own choice"
+    assert environment["computes_on"] == str(jax.devices("cpu")[0])
+
+
+def test_gpu_preallocation_is_off_before_jax_starts_a_gpu_client(backend: JaxBackend) -> None:
+    assert os.environ[jax_module.PREALLOCATE_VARIABLE] == "false"
+    assert backend.environment()[jax_module.PREALLOCATE_VARIABLE] == "false"
+    code = ("import os, nnspec.backends.jax as m; m._import_jax(); "
+            "print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])")
+    root = Path(__file__).parent.parent
+    for preset, expected in ((None, "false"), ("true", "true")):  # a user's own setting is kept
+        env = {k: v for k, v in os.environ.items() if k != jax_module.PREALLOCATE_VARIABLE}
+        if preset is not None:
+            env[jax_module.PREALLOCATE_VARIABLE] = preset
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                                env=env, check=True)
+        assert result.stdout.strip() == expected
+
+
+def test_the_cpu_target_computes_on_its_device_whatever_jax_defaults_to() -> None:
+    # Two host devices stand in for a GPU host: JAX's default is set to the second, and the
+    # backend's primitives (including one that makes its arrays itself) must still use the first.
+    code = """
+import jax, numpy as np
+jax.config.update("jax_default_device", jax.devices("cpu")[1])
+from nnspec.backends.jax import JaxBackend
+backend = JaxBackend("cpu")
+made_inside = backend.sinusoidal_encoding(3, 4)
+x = backend.asarray(np.ones((1, 1, 2, 4)))
+out, pullback = backend.vjp(lambda q: backend.attention(q, q, q), x)
+print(made_inside.devices(), backend.softmax(x).devices(), pullback(out)[0].devices(),
+      jax.numpy.zeros(1).devices())
+"""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    root = Path(__file__).parent.parent
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                            env=env, check=True)
+    inside, softmax, gradient, default = result.stdout.strip().split("} {")
+    assert "TFRT_CPU_1" in default or "CpuDevice(id=1)" in default, result.stdout
+    for found in (inside, softmax, gradient):
+        assert "id=0" in found and "id=1" not in found, result.stdout
+
+
+def test_cudnn_refuses_what_it_documents_it_does_not_take() -> None:
+    jnp = jax.numpy
+    half = jnp.zeros((2, 5, 3, 8), dtype=jnp.float16)  # (B, T, N, H)
+    with pytest.raises(jax_module.InputNotSupported, match=r"takes \['float16', 'bfloat16'\] only. Received: float32"):
+        jax_module._cudnn_inputs(half.astype(jnp.float32), half, 8, None, None)
+    with pytest.raises(jax_module.InputNotSupported, match=r"head widths up to 256\. Received: 264"):
+        jax_module._cudnn_inputs(half, half, 264, None, None)
+    # The (B, 1, 1, S) padding mask is widened to the full (T, S) cuDNN requires, not refused.
+    keys = jnp.zeros((2, 7, 3, 8), dtype=jnp.float16)
+    mask, bias = jax_module._cudnn_inputs(half, keys, 8, jnp.ones((2, 1, 1, 7), dtype=bool), None)
+    assert mask.shape == (2, 1, 5, 7) and bias is None
+
+
+def test_jax_cudnn_errors_become_refusals(backend: JaxBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cudnn_refuses(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError("Unsupported sequence length Q 5, KV 7.")
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", cudnn_refuses)
+    half = jax.numpy.zeros((1, 5, 1, 8), dtype=jax.numpy.float16)
+    monkeypatch.setattr(backend, "implementation", "cudnn")
+    with pytest.raises(jax_module.InputNotSupported, match=r"cuDNN attention does not take these inputs\. "
+                                                         "Received: Unsupported sequence length"):
+        backend._dot_product_attention(half, half, half, None, False, None)
+    monkeypatch.setattr(backend, "implementation", None)  # elsewhere the error is the backend's own
+    with pytest.raises(NotImplementedError):
+        backend._dot_product_attention(half, half, half, None, False, None)
+
+
+def test_cpu_only_jaxlib_is_named_as_the_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jax_module, "_installed", lambda name: False)
+    assert "jaxlib is CPU-only" in jax_module._cpu_only_hint("gpu")
+    monkeypatch.setattr(jax_module, "_installed", lambda name: name == "jax-cuda12-plugin")
+    assert "jax-cuda12-plugin is installed (check the NVIDIA driver)" in jax_module._cpu_only_hint("gpu")
+    assert jax_module._cpu_only_hint("cpu") == ""
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bool", "int64"])
 def test_asarray_keeps_dtype_and_values(backend: JaxBackend, dtype: str) -> None:
     x = (np.arange(6).reshape(2, 3) % 2).astype(dtype)
@@ -189,9 +273,12 @@ def test_dot_product_attention_softmax_is_float32_even_for_float64(backend: JaxB
 def test_jitted_float16_dot_product_attention_still_fails_on_cpu() -> None:
     # JaxBackend runs float16 attention eagerly on the CPU because of this JAX bug; when this
     # test fails, JAX fixed it: drop `eager_when=_float16_on_cpu` from the backend.
-    x = jax.numpy.ones((1, 4, 2, 8), dtype=jax.numpy.float16)
-    with pytest.raises(ValueError, match="F16_F16_F32"):
-        jax.jit(jax.nn.dot_product_attention)(x, x, x)
+    # Pinned to the CPU: on a GPU host the default device is the GPU, where this call works.
+    cpu = jax.devices("cpu")[0]
+    with jax.default_device(cpu):
+        x = jax.device_put(np.ones((1, 4, 2, 8), dtype=np.float16), cpu)
+        with pytest.raises(ValueError, match="F16_F16_F32"):
+            jax.jit(jax.nn.dot_product_attention)(x, x, x)
 
 
 # -- every primitive against the float64 reference -----------------------------------------
