@@ -450,9 +450,9 @@ def _claim_params_problem(claim: Claim) -> str | None:
 
     signature = inspect.signature(claim_check(claim.check).function)
     try:
-        signature.bind(claim.claimed, **claim.params)
+        signature.bind(**claim.params)  # the claimed value is never an input of its check
     except TypeError as error:
-        takes = list(signature.parameters)[1:]
+        takes = list(signature.parameters)
         unknown = [key for key in claim.params if key not in signature.parameters]
         hint = suggest(str(unknown[0]), takes) if unknown else ""
         return (f"the claim check {claim.check!r} does not take these parameters ({error}){hint}; it takes "

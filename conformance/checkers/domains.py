@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 from nnspec.tolerances import LOW_PRECISION
 
@@ -101,8 +101,8 @@ def attention_finite_bias(case: Case) -> None:
                magnitude=_magnitude(v))
 
 
-# params: primitive: str = "attention"  (attention, attention_with_bias, softmax, layer_norm, multi_head_attention)
-@checker("output_dtype_matches_input", requires=())
+@checker("output_dtype_matches_input", requires=(), params={"primitive": Param(str, default="attention", choices=(
+    "attention", "attention_with_bias", "softmax", "layer_norm", "multi_head_attention"))})
 def output_dtype_matches_input(case: Case) -> None:
     """The output of a primitive has the dtype of its floating-point inputs (no silent up- or down-cast)."""
     primitive = str(case.params.get("primitive", "attention"))
@@ -161,7 +161,8 @@ def _empty_rows(case: Case, batch: int, q_len: int, k_len: int) -> np.ndarray:
     return case.keep("mask", mask)
 
 
-@checker("fully_masked_rows_isolated", requires=())
+@checker("fully_masked_rows_isolated", requires=(), params={
+    "path": Param(str, default="attention", choices=("boolean", "additive", "multi_head"))})
 def fully_masked_rows_isolated(case: Case) -> None:
     """A fully masked query row (whatever it outputs: 0, NaN, a mean, implementation-defined) does
     not change any other row, through a boolean mask, an additive 0/-inf mask or multi-head attention."""

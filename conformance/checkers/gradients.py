@@ -25,7 +25,7 @@ import numpy as np
 from hypothesis import assume
 
 from nnspec import oracles
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case, cast
 from nnspec.tolerances import LOW_PRECISION
 
@@ -308,9 +308,10 @@ def _cotangent(case: Case, build: Build, primals: list[np.ndarray]) -> Any:
     return draw(out, "cotangent")
 
 
-# params: primitive: str (one of DRAWS' keys; required)
-# params: reference: str = "numpy"  ("own_forward": central differences through the backend's own float64 forward)
-@checker("gradient_matches_reference", requires=("vjp",))
+# reference "own_forward": central differences through the backend's own float64 forward pass.
+@checker("gradient_matches_reference", requires=("vjp",), params={
+    "primitive": Param(str, default="", choices=tuple(DRAWS)),
+    "reference": Param(str, default=None, choices=("numpy", "own_forward"))})
 def gradient_matches_reference(case: Case) -> None:
     """The backend's ``vjp`` of one primitive, with respect to every input, against a float64
     central-difference gradient through the reference, on a random cotangent."""

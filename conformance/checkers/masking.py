@@ -8,7 +8,7 @@ import numpy as np
 
 from nnspec import oracles
 from nnspec.checkers._draw import qkv
-from nnspec.registry import checker
+from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 from nnspec.tolerances import LOW_PRECISION
 
@@ -170,8 +170,8 @@ def _alignment(weights: np.ndarray, q_len: int, k_len: int) -> str:
     return "neither top-left nor bottom-right"
 
 
-# params: accept: list[str] = ["top-left"]  (alignments the property accepts: top-left, bottom-right)
-@checker("causal_alignment", requires=("attention",))
+@checker("causal_alignment", requires=("attention",), params={
+    "accept": Param(list, default=["top-left"], choices=("top-left", "bottom-right"))})
 def causal_alignment(case: Case) -> None:
     """With L != S, ``is_causal`` has one of the alignments in ``params.accept`` (top-left, key j
     visible to query i when j <= i, by default).

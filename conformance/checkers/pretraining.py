@@ -17,6 +17,10 @@ from nnspec.registry import Param, checker
 from nnspec.strategies import Case
 
 
+#: What every checker that corrupts through ``_corrupt`` reads from ``check.params``.
+CORRUPTION_PARAMS = {"tokens": Param(int, default=4096, minimum=1), "mask_id_not_last": Param(bool, default=None)}
+
+
 def _corrupt(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     samples = int(case.prop.statistical.get("samples", case.params.get("tokens", 4096)))
     vocab = case.size("vocab", (5, 30000))
@@ -39,7 +43,7 @@ def _corrupt(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     return tokens, corrupted, selected, vocab, mask_id
 
 
-@checker("mlm_unselected_unchanged", requires=("mlm_corrupt",), params={"tokens": Param(int, default=4096, minimum=1)})
+@checker("mlm_unselected_unchanged", requires=("mlm_corrupt",), params=CORRUPTION_PARAMS)
 def mlm_unselected_unchanged(case: Case) -> None:
     """Unselected tokens are exactly unchanged, and every output is a valid id."""
     tokens, corrupted, selected, vocab, _ = _corrupt(case)
@@ -49,7 +53,7 @@ def mlm_unselected_unchanged(case: Case) -> None:
     case.require(invalid == 0, f"{invalid} corrupted tokens are outside 0 .. {vocab - 1}")
 
 
-@checker("mlm_selection_rate", requires=("mlm_corrupt",), statistical=True, params={"tokens": Param(int, default=4096, minimum=1)})
+@checker("mlm_selection_rate", requires=("mlm_corrupt",), statistical=True, params=CORRUPTION_PARAMS)
 def mlm_selection_rate(case: Case) -> None:
     """Each token is selected independently with probability 0.15 (exact binomial test)."""
     _, _, selected, _, _ = _corrupt(case)
@@ -58,7 +62,7 @@ def mlm_selection_rate(case: Case) -> None:
     case.significance(f"selected {count} of {total} tokens (expected rate 0.15)", p_value, count / total)
 
 
-@checker("mlm_replacement_split", requires=("mlm_corrupt",), statistical=True, params={"tokens": Param(int, default=4096, minimum=1)})
+@checker("mlm_replacement_split", requires=("mlm_corrupt",), statistical=True, params=CORRUPTION_PARAMS)
 def mlm_replacement_split(case: Case) -> None:
     """Selected tokens become [MASK] 80%, a uniform random id 10%, stay unchanged 10% (exact binomial tests)."""
     tokens, corrupted, selected, vocab, mask_id = _corrupt(case)
@@ -78,8 +82,8 @@ def mlm_replacement_split(case: Case) -> None:
                       min(1.0, 3.0 * p_values[worst]), observed)
 
 
-# params: mask_id_not_last: bool = false  (read by _corrupt: mask_id drawn from 0 and V // 2)
-@checker("mlm_replacement_uniform", requires=("mlm_corrupt",), statistical=True)
+# mask_id_not_last (read by _corrupt): the mask id is drawn from 0 and V // 2, never V - 1.
+@checker("mlm_replacement_uniform", requires=("mlm_corrupt",), statistical=True, params=CORRUPTION_PARAMS)
 def mlm_replacement_uniform(case: Case) -> None:
     """Random replacements are uniform over every id 0 .. V-1, the last included (Pearson chi-squared).
 
