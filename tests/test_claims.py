@@ -309,3 +309,12 @@ def test_unit_norm_queries_and_keys_give_variance_one_over_d_squared(results: di
     assert result["verdict"] == "imprecise"
     assert result["computed"]["scaled_variance"] == pytest.approx(1 / 64**2, rel=0.05)
     assert result["computed"]["scaled_variance_unit_variance_entries"] == pytest.approx(1, abs=0.02)
+
+
+def test_a_claim_about_an_absent_framework_is_unchecked_not_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(claim_checks, "_torch", lambda: None)
+    cases = [("forget_bias_default", {}, {"pytorch_default_forget_bias_is_one": True}),
+             ("recurrent_parameter_saving", {"input_size": 8, "hidden": 16}, 0.25),
+             ("torch_transformer_layers", {}, {"encoder_layers": 6, "decoder_layers": 6})]
+    for check, params, claimed in cases:
+        assert claims.judge(claimed, claims.get(check).function(**params))[0] == "unchecked"
