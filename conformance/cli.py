@@ -280,6 +280,9 @@ def _command_report(args: argparse.Namespace) -> int:
     from nnspec.reports.results import load, merge
 
     document = merge([load(path) for path in args.inputs])
+    for warning in document.warnings:
+        if warning.startswith("conflict:"):
+            print(f"nnspec report: {warning}", file=sys.stderr)
     write_report(document, args.output)
     if args.json:
         document.write(args.json)
