@@ -25,6 +25,8 @@ class BackendTarget:
     device: str
     variant: str | None
     reason: str = ""
+    #: The ``--backend`` value that selects exactly this target (for reproduce lines).
+    selector: str = ""
 
     @property
     def is_available(self) -> bool:
@@ -70,6 +72,9 @@ def _targets_of(label: str, path: str, wanted: str | None) -> list[BackendTarget
         reason = f"failed to import {path}: {type(error).__name__}: {error}"
         return [BackendTarget(f"{label}:{wanted or '?'}", None, wanted or "?", None, reason)]
     offered = backend_class.targets()
+    if not offered:
+        return [BackendTarget(f"{label}:{wanted or '?'}", backend_class, wanted or "?", None,
+                              f"{path}.targets() offers no target")]
     if wanted is not None:
         matches = [t for t in offered if t == wanted or t.split("/")[0] == wanted]
         if not matches:
@@ -82,7 +87,8 @@ def _targets_of(label: str, path: str, wanted: str | None) -> list[BackendTarget
         device, _, variant = spec.partition("/")
         ok, why = backend_class.available(spec)
         name = f"{backend_class.name}:{spec}"
-        result.append(BackendTarget(name, backend_class, device, variant or None, "" if ok else why))
+        exact = f"{label}@{spec}" if ":" in label else f"{label}:{spec}"  # module:Class paths take '@'
+        result.append(BackendTarget(name, backend_class, device, variant or None, "" if ok else why, exact))
     return result
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,19 @@ from typing import Any
 from nnspec.errors import NnspecError
 
 STATUS_MARK = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "xfail": "xfail", "xpass": "XPASS"}
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}. Received: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0. Received: {text}")
+        return value
+
+    return parse
 
 
 def _add_spec_option(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="default", choices=sorted(PROFILES),
                      help="examples per property: quick 10, default 40, ci 60, thorough 400 (every profile is seeded)")
     run.add_argument("--seed", type=int, default=0, help="run seed; with the profile it fixes every draw (default 0)")
-    run.add_argument("--max-examples", type=int, help="override the profile's examples per property")
+    run.add_argument("--max-examples", type=_positive(int), help="override the profile's examples per property")
     run.add_argument("--json", default="reports/latest.json", metavar="PATH",
                      help="results document (default reports/latest.json); records also stream to PATH.jsonl")
     run.add_argument("--html", metavar="PATH", help="also write the HTML compliance report")
     run.add_argument("--junitxml", metavar="PATH", help="also write JUnit XML")
-    run.add_argument("--workers", "-j", type=int, default=1, help="parallel worker processes (default 1)")
-    run.add_argument("--timeout", type=float, default=300.0,
+    run.add_argument("--workers", "-j", type=_positive(int), default=1,
+                     help="supervised worker processes (default 1; each pair's crash or hang is confined to it)")
+    run.add_argument("--timeout", type=_positive(float), default=300.0,
                      help="seconds one property may take on one backend before it is an error (default 300)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
     run.add_argument("--no-claims", action="store_true",
@@ -104,8 +120,15 @@ def _version() -> str:
 def _select(catalogue: Any, patterns: list[str] | None, topics: list[str] | None) -> list[Any]:
     chosen = catalogue.properties
     if topics:
+        unknown = sorted(set(topics) - {p.topic for p in chosen})
+        if unknown:
+            raise NnspecError(f"no property has topic {unknown}; topics: {sorted({p.topic for p in chosen})}")
         chosen = [p for p in chosen if p.topic in topics]
     if patterns:
+        unmatched = [pattern for pattern in patterns
+                     if not any(fnmatch.fnmatchcase(p.id, pattern) for p in chosen)]
+        if unmatched:
+            raise NnspecError(f"no property matches {unmatched}; see 'nnspec list'")
         chosen = [p for p in chosen if any(fnmatch.fnmatchcase(p.id, pattern) for pattern in patterns)]
         if not chosen:
             raise NnspecError(f"no property matches {patterns}; see 'nnspec list'")
@@ -118,33 +141,65 @@ def _print_failure(record: Any, prop: Any) -> None:
     print("\n" + describe_failure(record, prop.statement))
 
 
-def _command_run(args: argparse.Namespace) -> int:
-    from nnspec.backends.discovery import discover, resolve
-    from nnspec.reports.console import output_lines, summarise_skips
+def _check_output(path: str | None, option: str) -> None:
+    """Refuse, before the run starts, an output path that cannot be written."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise NnspecError(f"{option} {path!r} is a folder; expected a file path")
+    folder = target.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NnspecError(f"{option} {path!r}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise NnspecError(f"{option} {path!r} cannot be written (no write permission in {existing})")
+
+
+def _write_outputs(document: Any, json_path: Path, args: argparse.Namespace) -> None:
+    """Every output, each atomically (a temporary file in the same folder, then a rename)."""
     from nnspec.reports.junit import write_junit
-    from nnspec.runner import RunOptions, RunPlan, failed_must, run
+
+    document.write(json_path)
+    writers = []
+    if args.html:
+        from nnspec.reports.html import write_report
+
+        writers.append((write_report, args.html))
+    if args.junitxml:
+        writers.append((write_junit, args.junitxml))
+    for write, path in writers:
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            write(document, temporary)
+            os.replace(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    from nnspec.reports.console import output_lines, summarise_skips
+    from nnspec.runner import RunOptions, RunPlan, exit_status, failed_must, prepare, run, select_targets
     from nnspec.spec_loader import load_catalogue
 
+    for path, option in ((args.json, "--json"), (args.html, "--html"), (args.junitxml, "--junitxml")):
+        _check_output(path, option)
     catalogue = load_catalogue(args.spec)
     chosen = _select(catalogue, args.property, args.topic)
-    unavailable: dict[str, str] = {}
-    if args.backend:
-        targets = [(selector, target) for selector in args.backend for target in resolve(selector)]
-    else:  # every backend found: run what can run here, and say why the rest cannot
-        targets = []
-        for target in discover():
-            if target.is_available:
-                targets.append((target.target.split(":")[0], target))
-            else:
-                unavailable[target.target] = target.reason
-    options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples)
+    targets, unavailable = select_targets(args.backend)
+    options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples,
+                         spec_paths=args.spec)
     plan = RunPlan(catalogue, targets, chosen, spec_paths=args.spec)
+    pool = prepare(plan)
     json_path = Path(args.json)
     jsonl_path = json_path.with_suffix(".jsonl")
-    available = sorted({t.target for _, t in targets if t.is_available})
-    print(f"nnspec {_version()}: {len(chosen)} properties x {len(targets)} targets "
+    available = sorted({t.target for _, t in plan.targets})
+    print(f"nnspec {_version()}: {len(chosen)} properties x {len(plan.targets)} targets "
           f"({', '.join(available) or 'none available'}), profile {args.profile}, seed {args.seed}")
-    unavailable.update({target.target: target.reason for _, target in targets if not target.is_available})
     for name, reason in unavailable.items():
         print(f"  {name}: unavailable ({reason})")
     if args.require_targets:
@@ -165,24 +220,26 @@ def _command_run(args: argparse.Namespace) -> int:
         print(f"[{done:>{len(str(total))}}/{total}] {STATUS_MARK[record.status]:<5} {record.property} "
               f"[{record.backend}] {record.time_s:.2f}s{ratio}{reason}", flush=True)
 
-    try:
-        document = run(plan, options, jsonl=jsonl_path, progress=progress, workers=args.workers,
-                       argv=["nnspec", *sys.argv[1:]])
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished result is in {jsonl_path}", file=sys.stderr)
-        return 130
+    document = run(plan, options, jsonl=jsonl_path, progress=progress, workers=args.workers,
+                   argv=["nnspec", *sys.argv[1:]], pool=pool)
+    for warning in document.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     document.environment["unavailable_targets"] = unavailable
+    if document.status != "complete":
+        # A second Ctrl-C must not cut the outputs short: they take well under a second.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _write_outputs(document, json_path, args)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        print(f"\n{document.status}: {len(document.results)} of {len(plan.pairs())} results kept in "
+              f"{json_path} (and {jsonl_path})", file=sys.stderr)
+        return exit_status(document)
     if not args.no_claims and catalogue.claims:
         from nnspec.claims import check_all
 
         document.claims = check_all(catalogue)
-    document.write(json_path)
-    if args.html:
-        from nnspec.reports.html import write_report
-
-        write_report(document, args.html)
-    if args.junitxml:
-        write_junit(document, args.junitxml)
+    _write_outputs(document, json_path, args)
     for record in document.results:
         if record.status in ("fail", "error"):
             _print_failure(record, catalogue.property(record.property))
@@ -203,7 +260,7 @@ def _command_run(args: argparse.Namespace) -> int:
     broken = failed_must(document)
     if broken:
         print(f"{len(broken)} MUST propert{'y' if len(broken) == 1 else 'ies'} failed or errored", file=sys.stderr)
-    return 1 if broken else 0
+    return exit_status(document)
 
 
 def _command_list(args: argparse.Namespace) -> int:
@@ -271,6 +328,9 @@ def _command_report(args: argparse.Namespace) -> int:
         print(f"history of {len(args.inputs)} runs ({len(history.changed)} pairs changed status): {args.output}")
         return 0
     document = merge([load(path) for path in args.inputs])
+    for warning in document.warnings:
+        if warning.startswith("conflict:"):
+            print(f"nnspec report: {warning}", file=sys.stderr)
     write_report(document, args.output)
     if args.json:
         document.write(args.json)
@@ -316,6 +376,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a backend's message may hold any string, lone surrogates too
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -80,16 +80,30 @@ _CATALOGUES_KEY = pytest.StashKey[_Catalogues]()
 
 
 class _Session:
-    """Per-session state: the backend targets, their instances, the records, the options."""
+    """Per-session state: the backend targets, the supervised worker, the records, the options.
+
+    The pairs run as in ``nnspec run``: on a supervised worker process (a crash, exit or hang
+    of one pair is that pair's error), through the same stages. A backend named with
+    ``--backend`` that cannot run is a usage error, as in the CLI.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
-        from nnspec.backends.discovery import resolve
-        from nnspec.runner import BackendPool, RunOptions
+        from nnspec.errors import BackendError
+        from nnspec.runner import BackendPool, RunOptions, select_targets
+        from nnspec.supervisor import Supervisor
 
         selectors = config.getoption("nnspec_backends") or ["numpy"]
-        self.targets = [(selector, target) for selector in selectors for target in resolve(selector)]
+        try:
+            self.targets, self.unavailable = select_targets(selectors)
+            self.pool = BackendPool()
+            for _, target in self.targets:
+                self.pool.get(target)
+        except BackendError as error:
+            raise pytest.UsageError(f"nnspec: {error}") from None
+        except Exception as error:
+            raise pytest.UsageError(f"nnspec: a backend's constructor raised {type(error).__name__}: {error}") from None
         self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"))
-        self.pool = BackendPool()
+        self.supervisor = Supervisor(1, self.options)
         self.records: list[Any] = []
         self.properties: dict[str, Any] = {}
 
@@ -151,20 +165,15 @@ class PropertyItem(pytest.Item):
         self.add_marker(pytest.mark.nnspec)
 
     def runtest(self) -> None:
-        from nnspec.reports.results import Record
-        from nnspec.runner import describe_failure, run_property
+        from nnspec.runner import describe_failure
 
         state = _session(self.config)
-        if not self.target.is_available:
-            record = Record(property=self.prop.id, backend=self.target.target, status="skip",
-                            level=self.prop.level, topic=self.prop.topic,
-                            message=f"backend unavailable: {self.target.reason}")
-        else:
-            backend = state.pool.get(self.target)
-            record = run_property(self.prop, backend, state.options, self.selector,
-                                  state.pool.known[self.target.target])
+        record = state.supervisor.run_one((self.prop, self.selector, self.target))
         state.records.append(record)
         if record.status in ("fail", "error"):
+            if record.level != "MUST":
+                # As in `nnspec run`: a MAY or SHOULD failure is reported, and never fails the run.
+                pytest.xfail(f"{record.level} property {record.status}ed (does not fail the run): {record.message}")
             raise PropertyFailed(describe_failure(record, self.prop.statement))
         if record.status == "skip":
             pytest.skip(record.message)
@@ -186,14 +195,46 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nnspec: an nnspec property checked on one backend target")
 
 
+def _shards(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.*.shard.json"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    path = session.config.getoption("nnspec_json", None)
+    if path and not hasattr(session.config, "workerinput"):  # the controller (or a plain run)
+        for stale in _shards(Path(path)):
+            stale.unlink(missing_ok=True)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the results document. Under pytest-xdist each worker writes a shard next to it and
+    the controller merges every shard into the document, so no worker's records are lost."""
     path = session.config.getoption("nnspec_json", None)
     state = session.config.stash.get(_SESSION_KEY, None)
-    if not path or state is None:
+    if state is not None:
+        state.supervisor.close()
+    if not path:
         return
-    from nnspec.reports.results import RunDocument
+    from nnspec.reports.results import RunDocument, load, merge
     from nnspec.runner import environment
 
-    document = RunDocument(environment=environment(state.options, list(state.pool.instances.values())),
-                           properties=state.properties, results=state.records)
-    document.write(path)
+    final = Path(path)
+    document = RunDocument()
+    if state is not None:
+        document = RunDocument(environment=environment(state.options, list(state.pool.instances.values())),
+                               properties=state.properties, results=state.records)
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        document.status = "interrupted"
+    worker = getattr(session.config, "workerinput", None)
+    if worker is not None:
+        document.write(final.parent / f".{final.name}.{worker['workerid']}.shard.json")
+        return
+    shards = _shards(final)
+    if shards:
+        parts = [load(shard) for shard in shards]
+        document = merge(parts + ([document] if document.results else []))
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+    if state is None and not shards:
+        return
+    document.write(final)

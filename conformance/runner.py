@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
-from hypothesis.errors import FailedHealthCheck, Unsatisfiable, UnsatisfiedAssumption
+from hypothesis.errors import FailedHealthCheck, FlakyFailure, Unsatisfiable, UnsatisfiedAssumption
 
 from nnspec import divergences, registry
 from nnspec.backends.base import Backend
 from nnspec.backends.discovery import BackendTarget
 from nnspec.backends.numpy import NumpyBackend
-from nnspec.errors import NnspecError
+from nnspec.errors import BackendError, NnspecError
 from nnspec.reports.results import Record, RunDocument, append_jsonl
 from nnspec.spec_loader import Catalogue, Property
 from nnspec.strategies import BackendRaised, Case, CheckFailure, Worst
@@ -88,9 +88,15 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def reproduce_command(selector: str, property_id: str, seed: int, profile: str) -> str:
-    return shlex.join(["nnspec", "run", "--backend", selector, "--property", property_id,
-                       "--seed", str(seed), "--profile", profile])
+def reproduce_command(target: str, property_id: str, options: RunOptions) -> str:
+    """The command that reruns exactly one pair: the exact target, spec files, profile, examples, seed."""
+    words = ["nnspec", "run", "--backend", target, "--property", property_id,
+             "--seed", str(options.seed), "--profile", options.profile]
+    if options.max_examples:
+        words += ["--max-examples", str(options.max_examples)]
+    for path in options.spec_paths or []:
+        words += ["--spec", path]
+    return shlex.join(words)
 
 
 @dataclass
@@ -100,6 +106,8 @@ class RunOptions:
     timeout: float | None = DEFAULT_TIMEOUT
     database: ExampleDatabase | None = None
     max_examples: int | None = None
+    #: The spec files or folders of the run (None: the shipped specs), for reproduce lines.
+    spec_paths: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -131,44 +139,72 @@ def _settings(prop: Property, options: RunOptions, statistical: bool) -> setting
     )
 
 
-def run_property(
-    prop: Property,
-    backend: Backend,
-    options: RunOptions,
-    selector: str | None = None,
-    known: list[divergences.Divergence] | None = None,
-) -> Record:
-    """Check one property on one backend target and return its record (never raises for a backend's fault)."""
+@dataclass
+class PairPlan:
+    """What the execute stage runs for one pair: the property narrowed to the dtypes it checks."""
+
+    prop: Property
+    original: Property
+    record: Record
+    left_out: str = ""
+    divergent_dtypes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What the execute stage saw: the exception Hypothesis ended with (if any) and the measures."""
+
+    error: BaseException | None
+    examples: int
+    worst: Worst
+    case: Case | None
+    time_s: float
+    compile_s: float | None
+
+
+def error_record(prop: Property, target: BackendTarget, options: RunOptions, message: str) -> Record:
+    """The record of a pair that ended in an error outside the checks (a dead or killed worker)."""
+    return Record(property=prop.id, backend=target.target, status="error", level=prop.level, topic=prop.topic,
+                  seed=options.seed, message=message,
+                  reproduce=reproduce_command(target.selector or target.target, prop.id, options))
+
+
+def plan_pair(prop: Property, backend: Backend, options: RunOptions, selector: str | None,
+              known: list[divergences.Divergence]) -> PairPlan | Record:
+    """Stage 1, plan: the final record when the pair is not applicable, else what to execute."""
     checker = registry.get(prop.check)
-    seed = property_seed(options.seed, prop.id)
     record = Record(property=prop.id, backend=backend.target, status="pass", level=prop.level,
                     topic=prop.topic, seed=options.seed)
-    record.reproduce = reproduce_command(selector or backend.target, prop.id, options.seed, options.profile)
+    record.reproduce = reproduce_command(selector or backend.target, prop.id, options)
     missing = [name for name in (*checker.requires, *prop.requires) if not backend.supports(name)]
     if missing:
         record.status, record.message = "skip", f"not applicable: the backend has no {', '.join(missing)}"
         return record
     wanted = prop.inputs.get("dtypes", ["float64"])
-    excluded = divergences.excluded_dtypes(known or [], prop.id, backend.target)
-    left_out = ""
-    divergent_dtypes: list[str] = []
-    original = prop
+    excluded = divergences.excluded_dtypes(known, prop.id, backend.target)
+    plan = PairPlan(prop=prop, original=prop, record=record)
     if excluded:
         kept = [dtype for dtype in wanted if dtype not in excluded]
-        divergent_dtypes = [dtype for dtype in wanted if dtype in excluded and backend.supports_dtype(dtype)]
+        plan.divergent_dtypes = [dtype for dtype in wanted if dtype in excluded and backend.supports_dtype(dtype)]
         reasons = "; ".join(f"{dtype}: {reason}" for dtype, reason in excluded.items() if dtype in wanted)
         if not kept:
             record.status, record.message = "xfail", f"known divergence in every dtype of the domain ({reasons})"
             return record
         if reasons:
-            left_out = f"not checked in {', '.join(d for d in excluded if d in wanted)} (known divergence: {reasons}). "
-        prop = dataclasses.replace(prop, inputs={**prop.inputs, "dtypes": kept})
+            plan.left_out = (f"not checked in {', '.join(d for d in excluded if d in wanted)} "
+                             f"(known divergence: {reasons}). ")
+        plan.prop = dataclasses.replace(prop, inputs={**prop.inputs, "dtypes": kept})
         wanted = kept
     if not any(backend.supports_dtype(dtype) for dtype in wanted):
         record.status = "skip"
         record.message = f"not applicable: the backend computes in none of {wanted}"
         return record
+    return plan
 
+
+def execute(prop: Property, backend: Backend, options: RunOptions) -> Outcome:
+    """Stage 2, execute: run Hypothesis over the property on the backend (in this process)."""
+    checker = registry.get(prop.check)
     reference = NumpyBackend()
     worst = Worst()
     state: dict[str, Any] = {"examples": 0, "case": None}
@@ -189,65 +225,89 @@ def run_property(
         state["examples"] += 1
 
     example._hypothesis_internal_add_digest = f"{prop.id}[{backend.target}]".encode()  # type: ignore[attr-defined]
-    test = hypothesis_seed(seed)(run_settings(given(st.data())(example)))
-    failure_measure: tuple[float, float] | None = None
+    test = hypothesis_seed(property_seed(options.seed, prop.id))(run_settings(given(st.data())(example)))
     compile_clock = getattr(backend, "compile_seconds", None)
     compile_before = float(compile_clock()) if callable(compile_clock) else 0.0
     started = time.perf_counter()
+    error: BaseException | None = None
     try:
         # Overflow in a value regime is judged by the checks themselves, not reported as a warning.
         with _deadline(options.timeout), np.errstate(all="ignore"):
             test()
-    except CheckFailure as failure:
+    except (Exception, PropertyTimeout) as raised:
+        error = raised
+    compile_s = round(float(compile_clock()) - compile_before, 4) if callable(compile_clock) else None
+    return Outcome(error, state["examples"], worst, state["case"], round(time.perf_counter() - started, 4), compile_s)
+
+
+def _where(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)[-3:]
+    return "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+
+
+def classify(outcome: Outcome, record: Record, check: str) -> Record:
+    """Stage 3, classify the outcome: whose fault it is (the backend's or nnspec's) and the status."""
+    error = outcome.error
+    failure_measure: tuple[float, float] | None = None
+    if isinstance(error, FlakyFailure):  # the same input failed once and then passed
+        inner = [e for e in error.exceptions if not isinstance(e, FlakyFailure)]
+        first = inner[0] if inner else error
+        error = CheckFailure("non-deterministic: the backend gave different results on the same input "
+                             f"(a failure did not reproduce when Hypothesis ran it again): {first}")
+    if error is None:
+        pass
+    elif isinstance(error, CheckFailure):
         record.status = "fail"
-        record.message = failure.message
-        if failure.error is not None and failure.tolerance is not None:
-            failure_measure = (failure.error, failure.tolerance)
-    except (Unsatisfiable, FailedHealthCheck):
-        reason = state["case"].drawn.get("refused", "") if state["case"] is not None else ""
+        record.message = error.message
+        if error.error is not None and error.tolerance is not None:
+            failure_measure = (error.error, error.tolerance)
+    elif isinstance(error, (Unsatisfiable, FailedHealthCheck)):
+        reason = outcome.case.drawn.get("refused", "") if outcome.case is not None else ""
         record.status = "skip"
         record.message = f"not applicable: the backend refused every drawn input ({reason})"
-    except PropertyTimeout as timeout:
-        record.status, record.message = "error", str(timeout)
-    except NnspecError as error:  # the spec or the engine is at fault, not the backend
+    elif isinstance(error, PropertyTimeout):
+        record.status, record.message = "error", str(error)
+    elif isinstance(error, NnspecError):  # the spec or the engine is at fault, not the backend
         record.status, record.message = "error", f"{type(error).__name__}: {error}"
-    except BackendRaised as raised:
+    elif isinstance(error, BackendRaised):
         record.status = "error"
-        frames = traceback.extract_tb(raised.error.__traceback__)[-3:]
-        where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
-        record.message = f"the backend raised {raised} ({where})"
-    except Exception as error:  # the checker itself crashed: a bug in nnspec or in the spec
+        record.message = f"the backend raised {error} ({_where(error.error)})"
+    else:  # the checker itself crashed: a bug in nnspec or in the spec
         record.status = "error"
-        frames = traceback.extract_tb(error.__traceback__)[-3:]
-        where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
-        record.message = f"the checker {prop.check!r} raised {type(error).__name__}: {error} ({where})"
-    record.time_s = round(time.perf_counter() - started, 4)
-    record.examples = state["examples"]
-    if worst.error is not None:
-        record.worst_error, record.tolerance = worst.error, worst.tolerance
+        record.message = f"the checker {check!r} raised {type(error).__name__}: {error} ({_where(error)})"
+    record.time_s = outcome.time_s
+    record.examples = outcome.examples
+    record.compile_s = outcome.compile_s
+    if outcome.worst.error is not None:
+        record.worst_error, record.tolerance = outcome.worst.error, outcome.worst.tolerance
     if failure_measure is not None:  # a failure reports the error of its minimal example
         record.worst_error, record.tolerance = failure_measure
-    if record.status in ("fail", "error") and state["case"] is not None:
-        record.counterexample = state["case"].counterexample()
-    if record.status == "pass" and worst.notes:
-        record.message = "; ".join(worst.notes)
-    if left_out:
-        record.message = left_out + record.message
-        if record.status == "pass" and divergent_dtypes:
+    if record.status in ("fail", "error") and outcome.case is not None:
+        record.counterexample = outcome.case.counterexample()
+    if record.status == "pass" and outcome.worst.notes:
+        record.message = "; ".join(outcome.worst.notes)
+    return record
+
+
+def apply_divergences(plan: PairPlan, record: Record, backend: Backend, options: RunOptions,
+                      known: list[divergences.Divergence]) -> Record:
+    """Stage 4, apply divergences: a listed divergence turns fail/error into xfail and pass into xpass."""
+    if plan.left_out:
+        record.message = plan.left_out + record.message
+        if record.status == "pass" and plan.divergent_dtypes:
             # Look for the divergence briefly, so an entry fixed upstream gets noticed. Not finding
             # it in a few examples does not prove it gone (some occur only on some draws), so that
             # is said in the message rather than turned into an xpass.
-            narrowed = dataclasses.replace(original, inputs={**original.inputs, "dtypes": divergent_dtypes})
-            confirm = run_property(narrowed, backend, dataclasses.replace(options, max_examples=10), selector)
-            dtypes = ", ".join(divergent_dtypes)
+            narrowed = dataclasses.replace(plan.original, inputs={**plan.original.inputs,
+                                                                  "dtypes": plan.divergent_dtypes})
+            confirm = run_property(narrowed, backend, dataclasses.replace(options, max_examples=10))
+            dtypes = ", ".join(plan.divergent_dtypes)
             if confirm.status == "pass":
                 record.message = record.message.rstrip() + (
                     f" The divergence in {dtypes} did not show in {confirm.examples} examples: the entry may be stale.")
             else:
                 record.message = record.message.rstrip() + f" Divergence in {dtypes} confirmed: {confirm.message[:200]}"
-    if callable(compile_clock):
-        record.compile_s = round(float(compile_clock()) - compile_before, 4)
-    divergence = divergences.find(known or [], prop.id, backend.target)
+    divergence = divergences.find(known, plan.prop.id, backend.target)
     if divergence is not None:
         if record.status in ("fail", "error"):
             record.status, record.message = "xfail", f"known divergence: {divergence.reason}. {record.message}"
@@ -255,6 +315,27 @@ def run_property(
             record.status = "xpass"
             record.message = f"listed as a known divergence ({divergence.reason}) but it passed: the entry is stale"
     return record
+
+
+def run_property(
+    prop: Property,
+    backend: Backend,
+    options: RunOptions,
+    selector: str | None = None,
+    known: list[divergences.Divergence] | None = None,
+) -> Record:
+    """Check one property on one backend target in this process and return its record.
+
+    The stages plan, execute, classify and apply divergences, in order; it never raises for a
+    backend's fault that Python can catch. :func:`run` calls it inside supervised workers, which
+    also survive the faults Python cannot catch.
+    """
+    plan = plan_pair(prop, backend, options, selector, known or [])
+    if isinstance(plan, Record):
+        return plan
+    outcome = execute(plan.prop, backend, options)
+    record = classify(outcome, plan.record, prop.check)
+    return apply_divergences(plan, record, backend, options, known or [])
 
 
 def environment(options: RunOptions, backends: list[Backend], argv: list[str] | None = None) -> dict[str, Any]:
@@ -313,23 +394,107 @@ class BackendPool:
         return self.instances[target.target]
 
 
-# -- worker processes: each loads the catalogue and its backends once ---------------------------
-
-_worker: dict[str, Any] = {}
-
-
-def _worker_start(spec_paths: list[str] | None, options: RunOptions) -> None:
-    from nnspec.spec_loader import load_catalogue
-
-    _worker.update(catalogue=load_catalogue(spec_paths), options=options, pool=BackendPool())
+class RunInterrupted(BaseException):
+    """Ctrl-C or SIGTERM during a run: the records so far are kept and the run is marked interrupted."""
 
 
-def _worker_run(property_id: str, selector: str, target: BackendTarget) -> dict[str, Any]:
-    pool: BackendPool = _worker["pool"]
-    backend = pool.get(target)
-    prop = _worker["catalogue"].property(property_id)
-    record = run_property(prop, backend, _worker["options"], selector, pool.known[target.target])
-    return record.to_json()
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM ends a run the way Ctrl-C does (main thread only)."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def select_targets(selectors: list[str] | None) -> tuple[list[tuple[str, BackendTarget]], dict[str, str]]:
+    """The targets of the ``--backend`` values, and the unavailable ones with their reasons.
+
+    A named backend none of whose targets can run here (not importable, no such class, no
+    targets, its framework missing) is a usage error; targets of it that cannot run here while
+    another can (``torch:cuda`` on a machine without a GPU, under ``-b torch``) are reported, not run.
+    With no selectors, every backend found is used and those that cannot run are reported.
+    """
+    from nnspec.backends.discovery import discover, resolve
+
+    targets: list[tuple[str, BackendTarget]] = []
+    unavailable: dict[str, str] = {}
+    if not selectors:
+        for target in discover():
+            if target.is_available:
+                targets.append((target.target.split(":")[0], target))
+            else:
+                unavailable[target.target] = target.reason
+        if not targets:
+            raise BackendError(f"no backend can run here: {unavailable}")
+        return targets, unavailable
+    for selector in selectors:
+        found = resolve(selector)
+        usable = [target for target in found if target.is_available]
+        if not usable:
+            reasons = "; ".join(f"{t.target}: {t.reason}" for t in found)
+            raise BackendError(f"backend {selector!r} cannot run here ({reasons})")
+        targets.extend((selector, target) for target in usable)
+        unavailable.update({t.target: t.reason for t in found if not t.is_available})
+    return targets, unavailable
+
+
+def prepare(plan: RunPlan) -> BackendPool:
+    """The plan stage of a run: every target must be one that can run, and names must not collide.
+
+    Raises :class:`BackendError` (exit status 2) for a target that is unavailable or whose
+    constructor raises, and for two different backend classes claiming one target name.
+    """
+    seen: dict[str, tuple[str, BackendTarget]] = {}
+    unique: list[tuple[str, BackendTarget]] = []
+    for selector, target in plan.targets:
+        if target.target in seen:
+            other_selector, other = seen[target.target]
+            if other.backend_class is target.backend_class:
+                continue  # the same target named twice is one target
+            raise BackendError(
+                f"two backends give the target name {target.target!r}: {other_selector!r} "
+                f"({_class_name(other)}) and {selector!r} ({_class_name(target)}); a subclass must set its "
+                "own 'name' (e.g. name = 'mykernel') so its records are kept apart from its parent's")
+        seen[target.target] = (selector, target)
+        unique.append((selector, target))
+    plan.targets = unique
+    pool = BackendPool()
+    for selector, target in plan.targets:
+        if not target.is_available:
+            raise BackendError(f"backend {selector!r}: target {target.target!r} cannot run here: {target.reason}")
+        try:
+            pool.get(target)
+        except Exception as error:
+            raise BackendError(f"backend {selector!r}: constructing target {target.target!r} raised "
+                             f"{type(error).__name__}: {error}") from None
+    return pool
+
+
+def _class_name(target: BackendTarget) -> str:
+    cls = target.backend_class
+    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else "?"
+
+
+def unsupported_requirements(plan: RunPlan, pool: BackendPool) -> list[str]:
+    """Warnings for properties that no selected backend can run (a ``requires:`` typo, or a gap)."""
+    warnings = []
+    backends = list(pool.instances.values())
+    for prop in plan.properties or plan.catalogue.properties:
+        names = (*registry.get(prop.check).requires, *prop.requires)
+        missing = sorted({name for name in names if not any(b.supports(name) for b in backends)})
+        if missing and backends:
+            warnings.append(f"{prop.id}: requires {', '.join(missing)}, which no selected backend "
+                            f"({', '.join(sorted(pool.instances))}) provides; it is skipped on every target")
+    return warnings
 
 
 def run(
@@ -339,24 +504,26 @@ def run(
     progress: Callable[[Record, int, int], None] | None = None,
     argv: list[str] | None = None,
     workers: int = 1,
+    pool: BackendPool | None = None,
 ) -> RunDocument:
     """Run every (property, target) pair, appending each record to ``jsonl`` as it finishes.
 
-    With ``workers > 1`` the pairs run in that many processes; records still reach ``jsonl`` as
-    each finishes, and the document lists them in the deterministic plan order.
+    The stages: :func:`prepare` (plan), then each pair on a supervised worker process
+    (:class:`~nnspec.supervisor.Supervisor`; ``workers`` of them, at least one) which runs
+    :func:`run_property`, then the record stage here (``jsonl``, ``progress``, the document).
+    ``workers=0`` runs the pairs in this process, unsupervised (for library use and tests only).
+    Ctrl-C or SIGTERM stop the run within about a second: the document then has status
+    ``interrupted`` and every record finished so far.
     """
-    backends = BackendPool()
-    for _, target in plan.targets:
-        if target.is_available:
-            try:
-                backends.get(target)
-            except Exception as error:  # a backend whose constructor fails is unavailable, not fatal
-                target.reason = f"{type(error).__name__}: {error}"
-    instances, known = backends.instances, backends.known
+    from nnspec.supervisor import Supervisor
+
+    if pool is None:
+        pool = prepare(plan)
     document = RunDocument(
-        environment=environment(options, list(instances.values()), argv),
+        environment=environment(options, list(pool.instances.values()), argv),
         properties={prop.id: prop.metadata() for prop in plan.catalogue.properties},
     )
+    document.warnings = unsupported_requirements(plan, pool)
     pairs = plan.pairs()
     if jsonl is not None:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
@@ -370,34 +537,24 @@ def run(
         if progress is not None:
             progress(record, len(done), len(pairs))
 
-    pending = []
-    for index, (prop, selector, target) in enumerate(pairs):
-        if target.target not in instances:
-            finish(index, Record(property=prop.id, backend=target.target, status="skip", level=prop.level,
-                                 topic=prop.topic, seed=options.seed,
-                                 message=f"backend unavailable: {target.reason}"))
-        elif workers <= 1:
-            finish(index, run_property(prop, instances[target.target], options, selector, known[target.target]))
-        else:
-            pending.append((index, prop, selector, target))
-    if pending:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
-                                 initargs=(plan.spec_paths, options)) as pool:
-            futures = {pool.submit(_worker_run, prop.id, selector, target): (index, prop, target)
-                       for index, prop, selector, target in pending}
-            for future in as_completed(futures):
-                index, prop, target = futures[future]
+    status = "complete"
+    try:
+        with _interruptible():
+            if workers <= 0:
+                for index, (prop, selector, target) in enumerate(pairs):
+                    finish(index, run_property(prop, pool.get(target), options, target.selector or selector,
+                                               pool.known[target.target]))
+            else:
+                supervisor = Supervisor(workers, options)
                 try:
-                    record = Record.from_json(future.result())
-                except Exception as error:  # a worker that died takes only its own record with it
-                    record = Record(property=prop.id, backend=target.target, status="error", level=prop.level,
-                                    topic=prop.topic, seed=options.seed,
-                                    message=f"the worker process failed: {type(error).__name__}: {error}")
-                finish(index, record)
+                    supervisor.run(list(enumerate(pairs)), finish)
+                finally:
+                    supervisor.close()
+    except (KeyboardInterrupt, RunInterrupted):
+        status = "interrupted"
+    if status == "complete" and len(done) < len(pairs):
+        status = "incomplete"
+    document.status = status
     document.results = [done[index] for index in sorted(done)]
     return document
 
@@ -422,6 +579,21 @@ def describe_failure(record: Record, statement: str) -> str:
             lines.append(f"      {name} {tuple(shape)}: {shown if len(shown) <= 160 else shown[:157] + '...'}")
     lines.append(f"    reproduce: {record.reproduce}")
     return "\n".join(lines)
+
+
+#: The exit status of a run, shared by the CLI and the pytest plugin (README, "Exit status").
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+def exit_status(document: RunDocument) -> int:
+    """0 every MUST passed; 1 a MUST failed or errored; 3 the run was interrupted or is incomplete.
+
+    (2, a usage or spec error, is raised before a run starts.) MAY and SHOULD failures are reported
+    but never change the status. An interrupted run is 3 even when a MUST already failed.
+    """
+    if document.status != "complete":
+        return EXIT_INCOMPLETE
+    return EXIT_FAILED if failed_must(document) else EXIT_PASSED
 
 
 def failed_must(document: RunDocument) -> list[Record]:

@@ -40,9 +40,14 @@ class CheckFailure(AssertionError):
 
 
 class BackendRaised(Exception):
-    """The backend raised while computing a primitive (as opposed to the checker crashing)."""
+    """The backend raised while computing a primitive (as opposed to the checker crashing).
 
-    def __init__(self, error: Exception) -> None:
+    Also carries ``SystemExit``, ``KeyboardInterrupt`` and ``GeneratorExit`` raised by a primitive:
+    they end that pair as an error, never the run (a real Ctrl-C is the supervisor's, in another
+    process).
+    """
+
+    def __init__(self, error: BaseException) -> None:
         super().__init__(f"{type(error).__name__}: {error}")
         self.error = error
 
@@ -305,10 +310,18 @@ class Case:
             return type(value)(self._to_backend(item, dtype) for item in value)
         return value
 
-    def _from_backend(self, value: Any) -> Any:
+    def _from_backend(self, value: Any, primitive: str = "", top: bool = True) -> Any:
+        """NumPy arrays of a primitive's result; anything but arrays (or tuples of them) is the backend's fault."""
         if isinstance(value, (tuple, list)):
-            return tuple(self._from_backend(item) for item in value)
-        return np.asarray(self.backend.to_numpy(value))
+            return tuple(self._from_backend(item, primitive, top=False) for item in value)
+        if isinstance(value, (str, bytes, dict)) or value is None:
+            raise CheckFailure(f"{primitive or 'the primitive'} returned a {type(value).__name__} "
+                               f"({str(value)[:60]!r}); expected an array of the backend")
+        array = np.asarray(self.backend.to_numpy(value))
+        if array.dtype.kind not in "fciub":
+            raise CheckFailure(f"{primitive or 'the primitive'} returned an array of dtype {array.dtype}; "
+                               "expected a numeric array")
+        return array
 
     def call(self, primitive: str, *args: Any, **kwargs: Any) -> Any:
         """Call the backend's ``primitive`` on NumPy inputs (cast to the example's dtype); return NumPy."""
@@ -318,7 +331,7 @@ class Case:
         converted_kwargs = {key: self._to_backend(value, dtype) for key, value in kwargs.items()}
         with self._refusals_discarded():
             result = function(*converted_args, **converted_kwargs)
-        return self._from_backend(result)
+            return self._from_backend(result, primitive)
 
     def gradient(self, build: Callable[..., Any], primals: list[np.ndarray], cotangent: np.ndarray) -> list[np.ndarray]:
         """``vjp`` of ``build(backend, *primals)`` at ``primals`` against ``cotangent``, through the backend."""
@@ -340,7 +353,7 @@ class Case:
             reject()
         except (CheckFailure, UnsatisfiedAssumption):
             raise
-        except Exception as error:
+        except (Exception, SystemExit, KeyboardInterrupt, GeneratorExit) as error:
             raise BackendRaised(error) from error
 
     def jacobian(self, build: Callable[..., Any], primal: np.ndarray) -> np.ndarray:
@@ -374,6 +387,9 @@ class Case:
         ``max |v|``: an output is a convex combination of value rows, so its rounding error is
         relative to them, not to the output element, which may cancel to near zero).
         """
+        if np.shape(actual) != np.shape(expected):  # the backend's result has the wrong shape
+            raise CheckFailure(f"{what}: expected shape {tuple(np.shape(expected))}. "
+                               f"Received: shape {tuple(np.shape(actual))}")
         dtype = dtype or self.dtype()
         tolerance = self.tolerance_for(dtype)
         if dtype in LOW_PRECISION and baseline is not None and dtype not in self.prop.tolerance:

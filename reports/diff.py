@@ -72,6 +72,12 @@ class RunDiff:
     threshold: float = DEFAULT_MARGIN_THRESHOLD
     old_environment: dict[str, object] = field(default_factory=dict)
     new_environment: dict[str, object] = field(default_factory=dict)
+    #: (property, backend) pairs with a record in one run only, and in both.
+    pairs_only_old: int = 0
+    pairs_only_new: int = 0
+    pairs_shared: int = 0
+    #: Lines about the runs themselves (an interrupted run, different coverage).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def has_regressions(self) -> bool:
@@ -100,6 +106,7 @@ class RunDiff:
             f"{len(self.status_changes)} other status change(s), "
             f"{len(self.margin_changes)} margin change(s) above {self.threshold:g} of tolerance"
         ]
+        lines.extend(f"Note: {note}" for note in self.notes)
 
         def section(title: str, changes: list[Change], show_ratio: bool = False) -> None:
             if not changes:
@@ -128,7 +135,7 @@ class RunDiff:
                 lines.append("")
                 lines.append(f"{title}: {', '.join(names)}")
         if self.empty:
-            lines.append("No differences.")
+            lines.append("No differences." if not self.notes else "No differences in the pairs both runs checked.")
         return "\n".join(lines)
 
 
@@ -137,7 +144,8 @@ def _ratio(value: float | None) -> str:
 
 
 def _property_ids(document: RunDocument) -> set[str]:
-    return set(document.properties) | {record.property for record in document.results}
+    """The properties a run checked: those with a record (a document lists every property's metadata)."""
+    return {record.property for record in document.results}
 
 
 def diff(old: RunDocument, new: RunDocument, threshold: float = DEFAULT_MARGIN_THRESHOLD) -> RunDiff:
@@ -156,6 +164,16 @@ def diff(old: RunDocument, new: RunDocument, threshold: float = DEFAULT_MARGIN_T
         old_environment=dict(old.environment),
         new_environment=dict(new.environment),
     )
+    result.pairs_only_old = len(set(old_records) - set(new_records))
+    result.pairs_only_new = len(set(new_records) - set(old_records))
+    result.pairs_shared = len(set(old_records) & set(new_records))
+    if result.pairs_only_old or result.pairs_only_new:
+        result.notes.append(
+            f"the two runs cover different pairs: {len(old_records)} records in the old run, "
+            f"{len(new_records)} in the new, {result.pairs_shared} in both; only those are compared")
+    for name, document in (("old", old), ("new", new)):
+        if document.status != "complete":
+            result.notes.append(f"the {name} run is {document.status}: some of its pairs have no record")
     for key in sorted(set(old_records) | set(new_records)):
         change = Change(key[0], key[1], old_records.get(key), new_records.get(key))
         if change.new_status in FAILING and change.old_status not in FAILING:
