@@ -51,12 +51,19 @@ def test_run_with_an_unavailable_required_target_exits_2(tmp_path: Path, capsys:
 
     if torch.cuda.is_available():
         pytest.skip("torch sees a CUDA device here")
-    status = main(["run", "-b", "numpy", "-b", "torch:cuda", "--require-targets", "torch:cuda*",
+    # Every backend found (no --backend): the unavailable CUDA target is required, so the run stops.
+    status = main(["run", "--require-targets", "torch:cuda*",
                    "-p", "normalisation.layer_norm.matches_formula", "--max-examples", "1",
                    "--json", str(tmp_path / "run.json"), "--no-claims"])
     err = capsys.readouterr().err
     assert status == 2
     assert "required target torch:cuda is unavailable: no CUDA device" in err
+    # Named explicitly, a target that cannot run is a usage error before anything runs.
+    status = main(["run", "-b", "numpy", "-b", "torch:cuda", "--require-targets", "torch:cuda*",
+                   "-p", "normalisation.layer_norm.matches_formula", "--max-examples", "1",
+                   "--json", str(tmp_path / "run.json"), "--no-claims"])
+    assert status == 2
+    assert "backend 'torch:cuda' cannot run here" in capsys.readouterr().err
 
 
 def test_run_whose_required_target_only_skipped_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
