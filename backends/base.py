@@ -223,7 +223,9 @@ class Backend:
     def rope(self, x: Any, positions: Any, base: float = 10000.0) -> Any:
         """Rotary embedding of ``x (B, H, L, D)`` at integer ``positions (L,)``.
 
-        Pairs ``(x[2i], x[2i+1])`` rotate by the angle ``position * base^(-2i/D)``.
+        Pairs ``(x[2i], x[2i+1])`` rotate by the angle ``position * base^(-2i/D)``. Which dimensions
+        form a pair is implementation-defined (``rotate_half`` pairs ``i`` with ``i + D/2``); the
+        properties judge only what every pairing keeps (norms, relative positions).
         """
         raise NotImplementedError
 
@@ -231,7 +233,9 @@ class Backend:
     def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Any:
         """ALiBi's additive bias ``(H, L, S)``: ``-slope_h * (i - j)`` for ``j <= i``, 0 above.
 
-        Slopes are the geometric sequence ``2^(-8 (h+1) / H)`` for ``h = 0 .. H-1``.
+        Slopes are the geometric sequence ``2^(-8 (h+1) / H)`` for ``h = 0 .. H-1`` when ``H`` is a
+        power of two; for other head counts the recipe is implementation-defined (plain geometric,
+        or the ALiBi authors' interleaving of the two nearest powers of two).
         """
         raise NotImplementedError
 
@@ -288,8 +292,9 @@ class Backend:
 
         The same ``params`` (as for :meth:`lstm_cell`) are applied at every step. ``lengths (B,)``
         (integers in ``1..T``, ``None`` for all ``T``) gives each sequence's true length: steps at
-        or past it are padding, never read; their outputs are zero and ``h_n, c_n`` are the state
-        after the last true step. ``reverse`` runs each sequence from its last true step back to
+        or past it are padding, never read; their outputs are implementation-defined (the reference
+        gives zeros, some frameworks leave what they computed) and ``h_n, c_n`` are the state after
+        the last true step. ``reverse`` runs each sequence from its last true step back to
         its first (the backward half of a bidirectional layer); outputs stay aligned with the
         input positions.
         """
