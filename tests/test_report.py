@@ -216,7 +216,9 @@ def test_merge_later_documents_win_and_merged_runs_flatten(tmp_path):
     third = document([prop("a.two")], [record("a.two", "numpy", "pass")], environment={"command": "third"})
     merged = merge([merge([first, second]), third])
     assert [run["command"] for run in merged.environment["merged_from"]] == ["first", "second", "third"]
-    assert {(item.property, item.status) for item in merged.results} == {("a.one", "pass"), ("a.two", "pass")}
+    # Overlapping shards: the most severe status wins (a failure is never dropped), and it is listed.
+    assert {(item.property, item.status) for item in merged.results} == {("a.one", "fail"), ("a.two", "pass")}
+    assert any("conflict: a.one" in warning for warning in merged.warnings)
     # The merge survives a round trip through JSON.
     merged.write(tmp_path / "merged.json")
     assert matrix_from_html(render_report(load(tmp_path / "merged.json"))) == matrix_from_html(
