@@ -225,7 +225,9 @@ def execute(prop: Property, backend: Backend, options: RunOptions) -> Outcome:
         state["examples"] += 1
 
     example._hypothesis_internal_add_digest = f"{prop.id}[{backend.target}]".encode()  # type: ignore[attr-defined]
-    test = hypothesis_seed(property_seed(options.seed, prop.id))(run_settings(given(st.data())(example)))
+    # The settings go on last: @seed alone would switch the example database off (it sets database=None),
+    # and the database is what replays a found failure first on the next run.
+    test = run_settings(hypothesis_seed(property_seed(options.seed, prop.id))(given(st.data())(example)))
     compile_clock = getattr(backend, "compile_seconds", None)
     compile_before = float(compile_clock()) if callable(compile_clock) else 0.0
     started = time.perf_counter()

@@ -37,11 +37,12 @@ FRAMEWORKS = [name for name in ("torch", "jax") if importlib.util.find_spec(name
 #:
 #:     NNSPEC_SWEEP_SEEDS=1-20 python -m pytest tests/test_false_alarms.py -m slow -k default_profile
 #:
-#: Without the variable a CI run takes a share of the seeds (NNSPEC_SWEEP_SEEDS=3 means seed 3).
+#: Without the variable a run of the test suite (and so CI) takes seed 1 only, since the whole sweep
+#: takes the better part of an hour on two cores (NNSPEC_SWEEP_SEEDS=3 means seed 3).
 def _sweep_seeds() -> list[int]:
     import os
 
-    text = os.environ.get("NNSPEC_SWEEP_SEEDS", "1-20")
+    text = os.environ.get("NNSPEC_SWEEP_SEEDS", "1")
     first, _, last = text.partition("-")
     return list(range(int(first), int(last or first) + 1))
 

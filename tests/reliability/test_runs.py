@@ -231,8 +231,6 @@ def test_reproduce_lines_rerun_the_same_pair_with_the_same_status(tmp_path: Path
             (record["property"], record["backend"], record["status"])]
 
 
-@pytest.mark.xfail(strict=True, reason="open: with a fixed @seed Hypothesis 6.170 saves no failing example "
-                   "to the database (reproduced outside nnspec); the replay the README promises needs another way")
 def test_example_database_is_written_and_replayed(tmp_path: Path) -> None:
     database = tmp_path / "db"
     os.environ["NNSPEC_DATABASE"] = str(database)
