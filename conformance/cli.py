@@ -163,7 +163,7 @@ def _write_outputs(document: Any, json_path: Path, args: argparse.Namespace) -> 
     from nnspec.reports.junit import write_junit
 
     document.write(json_path)
-    writers = []
+    writers: list[tuple[Any, Any]] = []
     if args.html:
         from nnspec.reports.html import write_report
 

@@ -135,7 +135,7 @@ def masked_nonfinite_ignored(case: Case) -> None:
     exactly 0, so the output equals attention over the admissible keys alone."""
     q, k, v = _qkv(case, case.size("q_len", (1, 8)), case.size("k_len", (2, 8), minimum=2))
     batch, k_len = q.shape[0], k.shape[2]
-    lengths = case.keep("lengths", case.rng.integers(1, k_len, batch))
+    lengths = case.keep("lengths", np.asarray(case.rng.integers(1, k_len, batch)))
     mask = np.arange(k_len)[None, None, None, :] < lengths[:, None, None, None]
     poison = float(case.choice("poison", [np.nan, np.inf, -np.inf]))
     k_bad, v_bad = k.copy(), v.copy()
@@ -219,7 +219,7 @@ def multi_head_masked_batched(case: Case) -> None:
     params = {f"w_{n}": case.array(f"w_{n}", (width, width), "uniform", scale=width**-0.5) for n in "qkvo"}
     params.update({f"b_{n}": case.array(f"b_{n}", (width,), "uniform") for n in "qkvo"})
     kind, mask = case.mask(batch, q_len, k_len)
-    if kind == "padding" and case.flag("key_padding_shape"):
+    if kind == "padding" and mask is not None and case.flag("key_padding_shape"):
         mask = case.keep("mask", np.ascontiguousarray(mask[:, :, :1, :]))  # (B, 1, 1, S)
     actual = case.call("multi_head_attention", x_q, x_kv, params, heads, mask=mask)
     case.close(f"multi-head attention, B = {batch}, H = {heads}, L = {q_len}, S = {k_len}, {kind} mask", actual,
