@@ -31,6 +31,26 @@ def test_reference_backend_passes_every_must_property(seed: int, catalogue: Cata
     assert not alarms, f"seed {seed}: the reference backend failed MUST properties:\n" + "\n".join(alarms)
 
 
+def _must_alarms(selector: str, profile: str, seed: int, catalogue: Catalogue) -> list[str]:
+    """Every MUST property on the first target of ``selector``: the records that end fail, error
+    or xpass (an xpass is a stale divergence entry, which the files must not keep)."""
+    from hypothesis.database import InMemoryExampleDatabase
+
+    from nnspec import divergences
+
+    backend = resolve(selector)[0].instantiate()
+    known = divergences.for_backend(backend.name)
+    options = RunOptions(profile=profile, seed=seed, database=InMemoryExampleDatabase())
+    alarms = []
+    for prop in catalogue.properties:
+        if prop.level != "MUST":
+            continue
+        record = run_property(prop, backend, options, known=known)
+        if record.status in ("fail", "error", "xpass"):
+            alarms.append(f"{prop.id}: {record.status}: {record.message}")
+    return alarms
+
+
 FRAMEWORKS = [name for name in ("torch", "jax") if importlib.util.find_spec(name) is not None]
 
 #: The full sweep (numpy, torch:cpu, jax:cpu x default profile x seeds 1-20) is one command::
@@ -53,20 +73,7 @@ def _sweep_seeds() -> list[int]:
 def test_default_profile_sweep_has_no_false_alarm(selector: str, seed: int, catalogue: Catalogue) -> None:
     """The default profile, every MUST property: a correct backend ends pass, skip or xfail, never
     fail, error or xpass (an xpass is a stale divergence entry, which the files must not keep)."""
-    from hypothesis.database import InMemoryExampleDatabase
-
-    from nnspec import divergences
-
-    backend = resolve(selector)[0].instantiate()
-    known = divergences.for_backend(backend.name)
-    options = RunOptions(profile="default", seed=seed, database=InMemoryExampleDatabase())
-    alarms = []
-    for prop in catalogue.properties:
-        if prop.level != "MUST":
-            continue
-        record = run_property(prop, backend, options, known=known)
-        if record.status in ("fail", "error", "xpass"):
-            alarms.append(f"{prop.id}: {record.status}: {record.message}")
+    alarms = _must_alarms(selector, "default", seed, catalogue)
     assert not alarms, f"{selector} seed {seed}, default profile: false alarms:\n" + "\n".join(alarms)
 
 
@@ -74,19 +81,5 @@ def test_default_profile_sweep_has_no_false_alarm(selector: str, seed: int, cata
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("seed", [1, 2])
 def test_framework_cpu_backends_pass_every_must_property(framework: str, seed: int, catalogue: Catalogue) -> None:
-    from hypothesis.database import InMemoryExampleDatabase
-
-    from nnspec import divergences
-
-    target = resolve(f"{framework}:cpu")[0]
-    backend = target.instantiate()
-    known = divergences.for_backend(backend.name)
-    options = RunOptions(profile="quick", seed=seed, database=InMemoryExampleDatabase())
-    alarms = []
-    for prop in catalogue.properties:
-        if prop.level != "MUST":
-            continue
-        record = run_property(prop, backend, options, known=known)
-        if record.status in ("fail", "error", "xpass"):
-            alarms.append(f"{prop.id}: {record.status}: {record.message}")
+    alarms = _must_alarms(f"{framework}:cpu", "quick", seed, catalogue)
     assert not alarms, f"{framework}:cpu seed {seed}: false alarms:\n" + "\n".join(alarms)
