@@ -38,10 +38,12 @@ results document (``RunDocument.claims``), where the HTML report shows them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import json
 import math
 import operator
+import pkgutil
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ from typing import Any
 
 from nnspec.documents import DOCUMENTS
 from nnspec.errors import NnspecError, SpecError
+from nnspec.model import Catalogue
 
 HOLDS, IMPRECISE, REFUTED, UNCHECKED = "holds", "imprecise", "refuted", "unchecked"
 VERDICTS = (HOLDS, IMPRECISE, REFUTED, UNCHECKED)
@@ -133,7 +136,10 @@ def claim_check(name: str) -> Callable[[Callable[..., Measurement]], Callable[..
 
 
 def _load_builtin() -> None:
-    import nnspec.claim_checks  # noqa: F401  (registers on import)
+    """Import every module of :mod:`nnspec.claim_checks` (each registers its checks on import)."""
+    package = importlib.import_module("nnspec.claim_checks")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def check_names() -> set[str]:
@@ -461,7 +467,7 @@ def evaluate(claim: Any) -> dict[str, Any]:
     }
 
 
-def check_all(catalogue: Any) -> list[dict[str, Any]]:
+def check_all(catalogue: Catalogue) -> list[dict[str, Any]]:
     """Every claim of a catalogue, checked, in id order (see :func:`evaluate` for the keys)."""
     validate(catalogue.claims)
     return [evaluate(claim) for claim in sorted(catalogue.claims, key=lambda c: c.id)]
@@ -472,11 +478,9 @@ def _short(value: Any, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def main(args: argparse.Namespace) -> int:
-    """``nnspec claims``: print each claim's verdict, computed beside claimed, source and check."""
-    from nnspec.spec_loader import load_catalogue
-
-    results = check_all(load_catalogue(args.spec))
+def main(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    """``nnspec claims``: print each verdict of ``catalogue``'s claims, computed beside claimed, source and check."""
+    results = check_all(catalogue)
     counts = {verdict: sum(r["verdict"] == verdict for r in results) for verdict in VERDICTS}
     if args.verdict:
         results = [r for r in results if r["verdict"] in args.verdict]

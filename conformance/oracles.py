@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnspec.tolerances import cast
+
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
@@ -110,8 +112,6 @@ def attention_in_precision(q: np.ndarray, k: np.ndarray, v: np.ndarray, dtype: s
 
     The error this makes against :func:`attention` is the yardstick for float16/bfloat16 results.
     """
-    from nnspec.strategies import cast
-
     def rounded(x: np.ndarray) -> np.ndarray:
         return cast(np.asarray(x, np.float32), dtype).astype(np.float32)
 
@@ -139,8 +139,6 @@ def attention_backward_in_precision(q: np.ndarray, k: np.ndarray, v: np.ndarray,
     ``P = softmax(S)``, ``S = scale Q K^T``: ``dV = P^T dO``, ``dP = dO V^T``,
     ``dS = P * (dP - rowsum(dP * P))``, ``dQ = scale dS K``, ``dK = scale dS^T Q``.
     """
-    from nnspec.strategies import cast
-
     def rounded(x: np.ndarray) -> np.ndarray:
         return cast(np.asarray(x, np.float32), dtype).astype(np.float32)
 
@@ -158,8 +156,6 @@ def attention_backward_in_precision(q: np.ndarray, k: np.ndarray, v: np.ndarray,
 
 def _weights_in_precision(q32: np.ndarray, k32: np.ndarray, dtype: str, allowed: np.ndarray | None,
                           scale: float) -> np.ndarray:
-    from nnspec.strategies import cast
-
     def rounded(x: np.ndarray) -> np.ndarray:
         return cast(np.asarray(x, np.float32), dtype).astype(np.float32)
 

@@ -1,6 +1,6 @@
 """The registry of named checkers: a spec's ``check.name`` picks one.
 
-A checker is a small function that takes a :class:`nnspec.strategies.Case`, draws what it needs
+A checker is a small function that takes a :class:`nnspec.case.Case`, draws what it needs
 from the property's input domain, calls the backend, and judges the result through the case
 (``case.close``, ``case.require``, ``case.significance``). Registering a new one::
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from nnspec.errors import NnspecError
 
 if TYPE_CHECKING:
-    from nnspec.strategies import Case
+    from nnspec.case import Case
 
 
 ENTRY_POINT_GROUP = "nnspec.checkers"

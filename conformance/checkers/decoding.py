@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from nnspec.case import Case
 from nnspec.checkers._draw import qkv
 from nnspec.registry import checker
-from nnspec.strategies import Case, cast
+from nnspec.strategies import cast
 
 
 def _magnitude(values: np.ndarray) -> float:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 from nnspec.tolerances import LOW_PRECISION
 
 

@@ -15,9 +15,9 @@ import numpy as np
 from hypothesis import assume
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers.normalisation import layer_norm_oracle
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 Params = dict[str, np.ndarray]
 LAYER_PRIMITIVES = ("multi_head_attention", "layer_norm", "feed_forward")

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers._draw import qkv
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 
 def _magnitude(values: np.ndarray) -> float:
