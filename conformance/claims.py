@@ -110,7 +110,6 @@ class Measurement:
 class ClaimCheck:
     name: str
     function: Callable[..., Measurement]
-    doc: str
 
 
 _CHECKS: dict[str, ClaimCheck] = {}
@@ -129,7 +128,7 @@ def claim_check(name: str) -> Callable[[Callable[..., Measurement]], Callable[..
                               f"a parameter 'claimed'. Received: {function!r}")
         if name in _CHECKS and _CHECKS[name].function is not function:
             raise NnspecError(f"a claim check named {name!r} is already registered by {_CHECKS[name].function!r}")
-        _CHECKS[name] = ClaimCheck(name, function, (function.__doc__ or "").strip())
+        _CHECKS[name] = ClaimCheck(name, function)
         return function
 
     return register

@@ -97,7 +97,6 @@ class Checker:
     function: Callable[[Case], None]
     requires: tuple[str, ...]
     statistical: bool
-    doc: str
     params: Mapping[str, Param] = field(default_factory=dict)
 
 
@@ -120,7 +119,7 @@ def checker(
     def register(function: Callable[[Case], None]) -> Callable[[Case], None]:
         if name in _CHECKERS and _CHECKERS[name].function is not function:
             raise NnspecError(f"a checker named {name!r} is already registered by {_CHECKERS[name].function!r}")
-        _CHECKERS[name] = Checker(name, function, requires, statistical, (function.__doc__ or "").strip(), declared)
+        _CHECKERS[name] = Checker(name, function, requires, statistical, declared)
         return function
 
     return register
