@@ -77,7 +77,7 @@ PACKAGE_FOLDERS = {"nnspec": "conformance", "nnspec.backends": "backends", "nnsp
 LAYERS: list[tuple[str, set[str]]] = [
     ("errors and tolerances", {"nnspec", "nnspec.errors", "nnspec.documents", "nnspec.tolerances"}),
     ("the spec and results models", {"nnspec.model", "nnspec.reports.*"}),
-    ("the protocol, the backends and the float64 mathematics", {"nnspec.backends.*", "nnspec.oracles"}),
+    ("the protocol, the backends and the float64 mathematics", {"nnspec.backends.*", "nnspec.oracles.*"}),
     ("drawing", {"nnspec.strategies"}),
     ("the case", {"nnspec.case"}),
     ("checkers and claims", {"nnspec.registry", "nnspec.checkers.*", "nnspec.claims", "nnspec.claim_checks.*"}),

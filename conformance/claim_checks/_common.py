@@ -8,29 +8,12 @@ from typing import Any
 
 import numpy as np
 
-
-def _softmax(x: Any, axis: int = -1) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+from nnspec import oracles
 
 
 def _self_attention(x: np.ndarray, w_q: np.ndarray, w_k: np.ndarray, w_v: np.ndarray) -> np.ndarray:
     q, k, v = x @ w_q, x @ w_k, x @ w_v
-    return _softmax(q @ k.T / math.sqrt(q.shape[-1])) @ v
-
-
-def _sinusoidal(positions: np.ndarray, d_model: int) -> np.ndarray:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d))."""
-    frequencies = 1.0 / 10000.0 ** (np.arange(0, d_model, 2) / d_model)
-    angles = np.asarray(positions, dtype=np.float64)[:, None] * frequencies[None, :]
-    encoding = np.empty((len(positions), d_model))
-    encoding[:, 0::2], encoding[:, 1::2] = np.sin(angles), np.cos(angles)
-    return encoding
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return oracles.softmax(q @ k.T / math.sqrt(q.shape[-1])) @ v
 
 
 def _rng(seed: int) -> np.random.Generator:

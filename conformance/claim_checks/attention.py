@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from nnspec.claim_checks._common import _rng, _self_attention, _softmax
+from nnspec import oracles
+from nnspec.claim_checks._common import _rng, _self_attention
 from nnspec.claim_checks._counting import _elu_plus_one, _growth_cost, fit_exponent
 from nnspec.claims import Condition, Measurement, claim_check
 
@@ -38,7 +39,7 @@ def shared_projection_symmetry(n: int = 5, d: int = 8, seed: int = 0) -> Measure
     rng = _rng(seed)
     x, w = rng.standard_normal((n, d)), rng.standard_normal((d, d))
     scores = (x @ w) @ (x @ w).T / math.sqrt(d)
-    weights = _softmax(scores)
+    weights = oracles.softmax(scores)
     scores_gap, weights_gap = float(np.max(np.abs(scores - scores.T))), float(np.max(np.abs(weights - weights.T)))
     return Measurement({"scores_symmetric": scores_gap < 1e-9 * float(np.abs(scores).max()),
                         "weights_symmetric": weights_gap < 1e-9, "scores_asymmetry": scores_gap,
@@ -62,7 +63,7 @@ def stacked_attention_linearity(layers: int = 2, n: int = 6, d: int = 8, seed: i
     x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d))
     additivity = float(np.max(np.abs(stack(x + y) - stack(x) - stack(y))) / np.max(np.abs(stack(x + y))))
     homogeneity = float(np.max(np.abs(stack(3 * x) - 3 * stack(x))) / np.max(np.abs(stack(3 * x))))
-    fixed = _softmax(rng.standard_normal((n, n)))
+    fixed = oracles.softmax(rng.standard_normal((n, n)))
     v1, v2 = rng.standard_normal((n, d)), rng.standard_normal((n, d))
     in_values = float(np.max(np.abs(fixed @ (v1 + v2) - fixed @ v1 - fixed @ v2)))
     return Measurement({"linear": additivity < 1e-9 and homogeneity < 1e-9, "additivity_error": additivity,
@@ -112,7 +113,7 @@ def path_length(n: int, source: int, target: int) -> Measurement:
 def causal_visibility(length: int) -> Measurement:
     """Which keys each query may see under mask[i, j] = 0 if i >= j else -inf."""
     scores = np.where(np.arange(length)[:, None] >= np.arange(length)[None, :], 0.0, -np.inf)
-    weights = _softmax(scores)
+    weights = oracles.softmax(scores)
     visible = {str(i): np.flatnonzero(weights[i] > 0).tolist() for i in range(length)}
     return Measurement(visible, "; ".join(f"query {q} sees {keys}" for q, keys in visible.items()) +
                        " (a causal mask keeps the diagonal: each token attends to itself).")

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nnspec.claim_checks._common import _rng, _softmax, _torch
+from nnspec import oracles
+from nnspec.claim_checks._common import _rng, _torch
 from nnspec.claim_checks._counting import _elu_plus_one
 from nnspec.claims import Condition, Measurement, claim_check
 
@@ -86,7 +87,7 @@ def beam_search_likelihood(beam: int = 2, vocab: int = 3, steps: int = 4, models
         table: dict[tuple[int, ...], np.ndarray] = {}
         def log_probs(prefix: tuple[int, ...], table: dict[tuple[int, ...], np.ndarray] = table) -> np.ndarray:
             if prefix not in table:
-                table[prefix] = np.log(_softmax(rng.standard_normal(vocab) * rng.uniform(0.0, 5.0)))
+                table[prefix] = np.log(oracles.softmax(rng.standard_normal(vocab) * rng.uniform(0.0, 5.0)))
             return table[prefix]
 
         _, greedy = _beam_search(log_probs, steps, 1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnspec.claim_checks._common import _rng, _sinusoidal
+from nnspec import oracles
+from nnspec.claim_checks._common import _rng
 from nnspec.claims import Measurement, claim_check
 
 
@@ -14,13 +15,13 @@ def sinusoidal_shift_is_linear(d_model: int, offsets: list[int], positions: int 
     rows = np.arange(positions)
     residuals = {}
     for k in offsets:
-        source, target = _sinusoidal(rows, d_model), _sinusoidal(rows + k, d_model)
+        source, target = oracles.sinusoidal(rows, d_model), oracles.sinusoidal(rows + k, d_model)
         fitted, *_ = np.linalg.lstsq(source, target, rcond=None)
         residuals[str(k)] = float(np.max(np.abs(source @ fitted - target)))
     # a control that is not a linear function of PE(pos): the square of the shifted encoding
-    source = _sinusoidal(rows, d_model)
-    control, *_ = np.linalg.lstsq(source, _sinusoidal(rows + offsets[0], d_model) ** 2, rcond=None)
-    control_residual = float(np.max(np.abs(source @ control - _sinusoidal(rows + offsets[0], d_model) ** 2)))
+    source = oracles.sinusoidal(rows, d_model)
+    control, *_ = np.linalg.lstsq(source, oracles.sinusoidal(rows + offsets[0], d_model) ** 2, rcond=None)
+    control_residual = float(np.max(np.abs(source @ control - oracles.sinusoidal(rows + offsets[0], d_model) ** 2)))
     return Measurement({"shift_is_linear": max(residuals.values()) < 1e-8, "least_squares_residual": residuals,
                         "nonlinear_control_residual": control_residual},
                        f"for offsets {offsets}, one fitted matrix per offset maps PE(pos) to PE(pos + k) over {positions} "
@@ -38,7 +39,7 @@ def sinusoidal_unique(d_model: int, positions: int, sample: int = 256) -> Measur
     frequencies = 1.0 / 10000.0 ** (np.arange(0, d_model, 2) / d_model)
     offsets = np.arange(1, positions)
     by_offset = np.sqrt(np.sum(2 - 2 * np.cos(np.outer(offsets, frequencies)), axis=1))
-    encoding = _sinusoidal(np.arange(sample), d_model)
+    encoding = oracles.sinusoidal(np.arange(sample), d_model)
     gram = encoding @ encoding.T
     direct = np.sqrt(np.maximum(np.diag(gram)[:, None] + np.diag(gram)[None, :] - 2 * gram, 0.0))
     lag = np.abs(np.subtract.outer(np.arange(sample), np.arange(sample)))

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from nnspec.claim_checks._common import _rng, _sigmoid, _torch
+from nnspec import oracles
+from nnspec.claim_checks._common import _rng, _torch
 from nnspec.claims import Condition, Measurement, claim_check
 
 
@@ -17,11 +18,11 @@ def lstm_cell_state_jacobian(hidden: int = 4, input_size: int = 3, seed: int = 0
     w = rng.standard_normal((4 * hidden, hidden + input_size)) / math.sqrt(hidden + input_size)
     b = rng.standard_normal(4 * hidden) * 0.5
     x, c_previous = rng.standard_normal(input_size), rng.standard_normal(hidden)
-    o_previous = _sigmoid(rng.standard_normal(hidden))
+    o_previous = oracles.sigmoid(rng.standard_normal(hidden))
 
     def gates(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         z = w @ np.concatenate([o_previous * np.tanh(c), x]) + b
-        return _sigmoid(z[:hidden]), _sigmoid(z[hidden:2 * hidden]), np.tanh(z[2 * hidden:3 * hidden])
+        return oracles.sigmoid(z[:hidden]), oracles.sigmoid(z[hidden:2 * hidden]), np.tanh(z[2 * hidden:3 * hidden])
 
     def step(c: np.ndarray, held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         i, f, g = held if held is not None else gates(c)
@@ -50,7 +51,7 @@ def lstm_hidden_bounded(hidden: int = 64, samples: int = 1000, seed: int = 0) ->
     """h_t = o_t * tanh(C_t) with o_t in (0, 1): |h_t| < 1 and |h_t| <= |C_t|, whatever the size of C_t."""
     rng = _rng(seed)
     cell = rng.standard_normal((samples, hidden)) * rng.uniform(0.1, 50.0, (samples, 1))
-    gate = _sigmoid(rng.standard_normal((samples, hidden)) * 3)
+    gate = oracles.sigmoid(rng.standard_normal((samples, hidden)) * 3)
     h = gate * np.tanh(cell)
     computed = {"max_abs_h": float(np.abs(h).max()), "max_abs_c": float(np.abs(cell).max()),
                 "max_h_over_c": float(np.max(np.abs(h) / np.abs(cell)))}
@@ -122,7 +123,7 @@ def _forget_gate_product(bias: float, steps: int, hidden: int = 32, seed: int = 
     h, c, kept = np.zeros(hidden), np.zeros(hidden), np.ones(hidden)
     for x in rng.standard_normal((steps, hidden)):
         z = w @ np.concatenate([h, x]) + b
-        i, f, o = _sigmoid(z[:hidden]), _sigmoid(z[hidden:2 * hidden]), _sigmoid(z[3 * hidden:])
+        i, f, o = oracles.sigmoid(z[:hidden]), oracles.sigmoid(z[hidden:2 * hidden]), oracles.sigmoid(z[3 * hidden:])
         c = f * c + i * np.tanh(z[2 * hidden:3 * hidden])
         h = o * np.tanh(c)
         kept *= f

@@ -6,14 +6,15 @@ import math
 
 import numpy as np
 
-from nnspec.claim_checks._common import _rng, _softmax
+from nnspec import oracles
+from nnspec.claim_checks._common import _rng
 from nnspec.claims import Measurement, claim_check
 
 
 @claim_check("softmax_values")
 def softmax_values(logits: list[float]) -> Measurement:
     """softmax(logits) in float64."""
-    weights = _softmax(logits)
+    weights = oracles.softmax(logits)
     return Measurement({"weights": weights}, f"softmax({logits}) = {np.round(weights, 4).tolist()}.",
                        primary="weights")
 
@@ -21,7 +22,7 @@ def softmax_values(logits: list[float]) -> Measurement:
 @claim_check("softmax_near_one_hot")
 def softmax_near_one_hot(logits: list[float], tolerance: float) -> Measurement:
     """softmax(logits), judged within ``tolerance`` (what "essentially" allows)."""
-    weights = _softmax(logits)
+    weights = oracles.softmax(logits)
     return Measurement({"weights": weights}, f"softmax({logits}) = {weights.tolist()}.", primary="weights",
                        tolerance={"weights": tolerance})
 
@@ -52,8 +53,8 @@ def softmax_self_derivative(logits: list[float], positions: list[int]) -> Measur
     for i in positions:
         step = np.zeros(len(logits))
         step[i] = eps
-        derivatives.append(float((_softmax(np.add(logits, step))[i] - _softmax(np.subtract(logits, step))[i]) / (2 * eps)))
-    weights = _softmax(logits)
+        derivatives.append(float((oracles.softmax(np.add(logits, step))[i] - oracles.softmax(np.subtract(logits, step))[i]) / (2 * eps)))
+    weights = oracles.softmax(logits)
     return Measurement({"derivatives": derivatives, "weights": weights},
                        f"at softmax({logits}) = {np.round(weights, 4).tolist()}, d p_i / d z_i at positions {positions} "
                        f"is {np.round(derivatives, 4).tolist()} (= p(1 - p)).", primary="derivatives", band=0.02)
@@ -68,7 +69,7 @@ def softmax_saturation(d_k: int, length: int = 16, rows: int = 4000, seed: int =
     raw = np.einsum("rid,rjd->rj", q, k)
 
     def mean_jacobian_norm(scores: np.ndarray) -> float:
-        p = _softmax(scores)
+        p = oracles.softmax(scores)
         jacobians = p[:, :, None] * np.eye(length)[None] - p[:, :, None] * p[:, None, :]
         return float(np.linalg.norm(jacobians, axis=(1, 2)).mean())
 
