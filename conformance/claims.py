@@ -38,12 +38,10 @@ results document (``RunDocument.claims``), where the HTML report shows them.
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import json
 import math
 import operator
-import pkgutil
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +50,7 @@ from typing import Any
 from nnspec.documents import DOCUMENTS
 from nnspec.errors import NnspecError, SpecError
 from nnspec.model import Catalogue
+from nnspec.registry import import_modules, lookup
 
 HOLDS, IMPRECISE, REFUTED, UNCHECKED = "holds", "imprecise", "refuted", "unchecked"
 VERDICTS = (HOLDS, IMPRECISE, REFUTED, UNCHECKED)
@@ -136,9 +135,7 @@ def claim_check(name: str) -> Callable[[Callable[..., Measurement]], Callable[..
 
 def _load_builtin() -> None:
     """Import every module of :mod:`nnspec.claim_checks` (each registers its checks on import)."""
-    package = importlib.import_module("nnspec.claim_checks")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    import_modules("nnspec.claim_checks")
 
 
 def check_names() -> set[str]:
@@ -148,10 +145,7 @@ def check_names() -> set[str]:
 
 def get(name: str) -> ClaimCheck:
     _load_builtin()
-    try:
-        return _CHECKS[name]
-    except KeyError:
-        raise NnspecError(f"no claim check named {name!r}; registered: {sorted(_CHECKS)}") from None
+    return lookup(_CHECKS, name, "claim check")
 
 # --- judging numbers against the precision a document states -------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 
 def attention_weights(q: np.ndarray, k: np.ndarray, allowed: np.ndarray | None = None,
@@ -51,7 +52,7 @@ def causal(q_len: int, k_len: int) -> np.ndarray:
     return np.arange(k_len)[None, :] <= np.arange(q_len)[:, None]
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def softmax(x: npt.ArrayLike, axis: int = -1) -> np.ndarray:
     x = np.asarray(x, np.float64)
     shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return shifted / shifted.sum(axis=axis, keepdims=True)
