@@ -80,7 +80,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("the protocol, the backends and the float64 mathematics", {"nnspec.backends.*", "nnspec.oracles.*"}),
     ("drawing", {"nnspec.strategies"}),
     ("the case", {"nnspec.case"}),
-    ("checkers and claims", {"nnspec.registry", "nnspec.checkers.*", "nnspec.claims", "nnspec.claim_checks.*"}),
+    (
+        "checkers and claims",
+        {"nnspec.registry", "nnspec.checkers.*", "nnspec.claims", "nnspec.claim_checks.*"},
+    ),
     ("loading the catalogue", {"nnspec.spec_loader", "nnspec.divergences"}),
     ("the runner", {"nnspec.runner", "nnspec.supervisor"}),
     ("the faces", {"nnspec.cli", "nnspec.pytest_plugin", "nnspec.coverage", "nnspec.gpu"}),
@@ -139,8 +142,9 @@ def _import_graph() -> dict[str, set[str]]:
 def _layer(module: str) -> int | None:
     for index, (_, members) in enumerate(LAYERS):
         for member in members:
-            if module == member or (member.endswith(".*") and (module == member[:-2]
-                                                               or module.startswith(member[:-1]))):
+            if module == member or (
+                member.endswith(".*") and (module == member[:-2] or module.startswith(member[:-1]))
+            ):
                 return index
     return None
 
@@ -207,7 +211,11 @@ def test_imports_point_down_the_layers() -> None:
     for module, targets in sorted(_import_graph().items()):
         for target in sorted(targets):
             layer, target_layer = _layer(module), _layer(target)
-            if layer is not None and target_layer is not None and target_layer > layer \
-                    and (module, target) not in ACCEPTED_UPWARD:
+            if (
+                layer is not None
+                and target_layer is not None
+                and target_layer > layer
+                and (module, target) not in ACCEPTED_UPWARD
+            ):
                 upward.append(f"{module} ({LAYERS[layer][0]}) imports {target} ({LAYERS[target_layer][0]})")
     assert upward == [], "imports against the layering:\n" + "\n".join(upward)
