@@ -9,6 +9,16 @@ REPORTS ?= reports
 .PHONY: setup run test test-fast lint typecheck bench browser gallery gpu-check clean
 
 setup: $(STAMP)
+	@$(MAKE) --no-print-directory link-tree
+
+# A strict editable install: site-packages sees the package through a tree of links to the
+# checkout's files (build/__editable__.*), laid out as installed, so mypy and every other tool read
+# the real package. A link follows edits, but a file added or removed needs a reinstall: link-tree
+# reinstalls (without dependencies, seconds) whenever the package's list of files has changed.
+EDITABLE := --config-settings editable_mode=strict -e
+FILES := $(VENV)/.nnspec-files
+LIST_FILES := { git ls-files --cached --others --exclude-standard conformance backends reports spec 2>/dev/null \
+	|| find conformance backends reports spec -type f; } | grep -v '\.pyc$$' | sort
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) with $$($(PYTHON) --version 2>&1)"
@@ -16,13 +26,23 @@ $(STAMP): pyproject.toml
 	@echo "==> upgrading pip"
 	$(BIN)/python -m pip install --progress-bar on --upgrade pip
 	@echo "==> installing nnspec[dev] (NumPy, PyTorch, JAX, Hypothesis, test tools): a few minutes on a fresh clone"
-	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on $(EDITABLE) '.[dev]'
+	@$(LIST_FILES) > $(FILES)
 	touch $(STAMP)
 	@echo
 	@echo "nnspec is installed in $(VENV). Next:"
 	@echo "  make run                # check every property on every backend available here"
 	@echo "  make test               # nnspec's own tests"
 	@echo "  $(BIN)/nnspec --help    # nnspec itself; or first '. $(BIN)/activate', then plain 'nnspec'"
+
+.PHONY: link-tree
+link-tree:
+	@$(LIST_FILES) > $(FILES).now
+	@if ! cmp -s $(FILES).now $(FILES); then \
+		if [ -e $(FILES) ]; then echo "==> the package's files changed: reinstalling the editable link tree"; fi; \
+		rm -rf build/__editable__.nnspec-*; \
+		$(BIN)/python -m pip install --quiet --no-deps $(EDITABLE) . && mv $(FILES).now $(FILES); \
+	else rm -f $(FILES).now; fi
 
 ## The main job: every property on every backend available here, JSON + HTML + JUnit in reports/.
 run: setup
@@ -66,16 +86,13 @@ gallery: setup browser
 lint: setup typecheck
 	$(BIN)/ruff check .
 
-## mypy sees the package as installed: nnspec = conformance/, with backends/, reports/, spec/ inside.
+## mypy reads the package as installed (the strict editable install's link tree), strict throughout.
 typecheck: setup
-	rm -rf build/typecheck && mkdir -p build/typecheck/nnspec
-	for entry in conformance/*; do ln -s "$$PWD/$$entry" build/typecheck/nnspec/; done
-	for folder in backends reports spec; do ln -s "$$PWD/$$folder" build/typecheck/nnspec/$$folder; done
-	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p nnspec
+	$(BIN)/mypy -p nnspec
 
 bench: setup
 	$(BIN)/python benchmarks/examples_per_second.py
 	$(BIN)/python benchmarks/suite_time.py
 
 clean:
-	rm -rf $(VENV) .hypothesis artifacts reports/latest.* reports/*.html reports/junit.xml
+	rm -rf $(VENV) build/__editable__.nnspec-* .hypothesis artifacts reports/latest.* reports/*.html reports/junit.xml

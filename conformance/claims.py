@@ -49,6 +49,8 @@ from typing import Any
 
 from nnspec.documents import DOCUMENTS
 from nnspec.errors import NnspecError, SpecError
+from nnspec.model import Catalogue
+from nnspec.registry import import_modules, lookup
 
 HOLDS, IMPRECISE, REFUTED, UNCHECKED = "holds", "imprecise", "refuted", "unchecked"
 VERDICTS = (HOLDS, IMPRECISE, REFUTED, UNCHECKED)
@@ -107,7 +109,6 @@ class Measurement:
 class ClaimCheck:
     name: str
     function: Callable[..., Measurement]
-    doc: str
 
 
 _CHECKS: dict[str, ClaimCheck] = {}
@@ -126,14 +127,15 @@ def claim_check(name: str) -> Callable[[Callable[..., Measurement]], Callable[..
                               f"a parameter 'claimed'. Received: {function!r}")
         if name in _CHECKS and _CHECKS[name].function is not function:
             raise NnspecError(f"a claim check named {name!r} is already registered by {_CHECKS[name].function!r}")
-        _CHECKS[name] = ClaimCheck(name, function, (function.__doc__ or "").strip())
+        _CHECKS[name] = ClaimCheck(name, function)
         return function
 
     return register
 
 
 def _load_builtin() -> None:
-    import nnspec.claim_checks  # noqa: F401  (registers on import)
+    """Import every module of :mod:`nnspec.claim_checks` (each registers its checks on import)."""
+    import_modules("nnspec.claim_checks")
 
 
 def check_names() -> set[str]:
@@ -143,10 +145,7 @@ def check_names() -> set[str]:
 
 def get(name: str) -> ClaimCheck:
     _load_builtin()
-    try:
-        return _CHECKS[name]
-    except KeyError:
-        raise NnspecError(f"no claim check named {name!r}; registered: {sorted(_CHECKS)}") from None
+    return lookup(_CHECKS, name, "claim check")
 
 # --- judging numbers against the precision a document states -------------------------------------
 
@@ -461,7 +460,7 @@ def evaluate(claim: Any) -> dict[str, Any]:
     }
 
 
-def check_all(catalogue: Any) -> list[dict[str, Any]]:
+def check_all(catalogue: Catalogue) -> list[dict[str, Any]]:
     """Every claim of a catalogue, checked, in id order (see :func:`evaluate` for the keys)."""
     validate(catalogue.claims)
     return [evaluate(claim) for claim in sorted(catalogue.claims, key=lambda c: c.id)]
@@ -472,11 +471,9 @@ def _short(value: Any, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def main(args: argparse.Namespace) -> int:
-    """``nnspec claims``: print each claim's verdict, computed beside claimed, source and check."""
-    from nnspec.spec_loader import load_catalogue
-
-    results = check_all(load_catalogue(args.spec))
+def main(args: argparse.Namespace, catalogue: Catalogue) -> int:
+    """``nnspec claims``: print each verdict of ``catalogue``'s claims, computed beside claimed, source and check."""
+    results = check_all(catalogue)
     counts = {verdict: sum(r["verdict"] == verdict for r in results) for verdict in VERDICTS}
     if args.verdict:
         results = [r for r in results if r["verdict"] in args.verdict]

@@ -352,8 +352,9 @@ def _command_diff(args: argparse.Namespace) -> int:
 
 def _command_claims(args: argparse.Namespace) -> int:
     from nnspec.claims import main as claims_main
+    from nnspec.spec_loader import load_catalogue
 
-    return claims_main(args)
+    return claims_main(args, load_catalogue(args.spec))
 
 
 def _command_gpu_check(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """The registry of named checkers: a spec's ``check.name`` picks one.
 
-A checker is a small function that takes a :class:`nnspec.strategies.Case`, draws what it needs
+A checker is a small function that takes a :class:`nnspec.case.Case`, draws what it needs
 from the property's input domain, calls the backend, and judges the result through the case
 (``case.close``, ``case.require``, ``case.significance``). Registering a new one::
 
@@ -22,15 +22,16 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nnspec.errors import NnspecError
 
 if TYPE_CHECKING:
-    from nnspec.strategies import Case
+    from nnspec.case import Case
 
 
 ENTRY_POINT_GROUP = "nnspec.checkers"
+_Entry = TypeVar("_Entry")
 _REQUIRED = object()
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
@@ -91,13 +92,27 @@ def suggest(word: str, candidates: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def lookup(table: Mapping[str, _Entry], name: str, kind: str) -> _Entry:
+    """``table[name]``, or an error naming ``kind``, the closest registered name and all of them."""
+    try:
+        return table[name]
+    except KeyError:
+        raise NnspecError(f"no {kind} named {name!r}{suggest(name, table)}; registered: {sorted(table)}") from None
+
+
+def import_modules(package_name: str) -> None:
+    """Import every module of the package ``package_name``: how a registry finds what registers on import."""
+    package = importlib.import_module(package_name)
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
 @dataclass(frozen=True)
 class Checker:
     name: str
     function: Callable[[Case], None]
     requires: tuple[str, ...]
     statistical: bool
-    doc: str
     params: Mapping[str, Param] = field(default_factory=dict)
 
 
@@ -120,7 +135,7 @@ def checker(
     def register(function: Callable[[Case], None]) -> Callable[[Case], None]:
         if name in _CHECKERS and _CHECKERS[name].function is not function:
             raise NnspecError(f"a checker named {name!r} is already registered by {_CHECKERS[name].function!r}")
-        _CHECKERS[name] = Checker(name, function, requires, statistical, (function.__doc__ or "").strip(), declared)
+        _CHECKERS[name] = Checker(name, function, requires, statistical, declared)
         return function
 
     return register
@@ -133,10 +148,7 @@ def _load_builtin() -> None:
     global _loaded
     if _loaded:
         return
-    import nnspec.checkers as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    import_modules("nnspec.checkers")
     _loaded = True
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -148,10 +160,7 @@ def _load_builtin() -> None:
 
 def get(name: str) -> Checker:
     _load_builtin()
-    try:
-        return _CHECKERS[name]
-    except KeyError:
-        raise NnspecError(f"no checker named {name!r}{suggest(name, _CHECKERS)}; registered: {sorted(_CHECKERS)}") from None
+    return lookup(_CHECKERS, name, "checker")
 
 
 def checker_names() -> set[str]:

@@ -30,10 +30,10 @@ from nnspec import divergences, registry
 from nnspec.backends.base import Backend
 from nnspec.backends.discovery import BackendTarget
 from nnspec.backends.numpy import NumpyBackend
+from nnspec.case import BackendRaised, Case, CheckFailure, Worst
 from nnspec.errors import BackendError, NnspecError
 from nnspec.reports.results import Record, RunDocument, append_jsonl
 from nnspec.spec_loader import Catalogue, Property
-from nnspec.strategies import BackendRaised, Case, CheckFailure, Worst
 
 #: Examples per property, per profile. Every profile is deterministic: each property's draws are
 #: seeded from the run seed and the property id (Hypothesis's own ``derandomize`` would drop the

@@ -95,3 +95,17 @@ def compare(
         ratios = np.where(error == 0.0, 0.0, np.where(allowed > 0, error / allowed, np.inf))
     worst = np.unravel_index(int(np.argmax(ratios)), ratios.shape)
     return Comparison(float(error[worst]), float(allowed[worst]), tuple(int(i) for i in worst))
+
+
+def round_to_bfloat16(x: np.ndarray) -> np.ndarray:
+    """Round float32 values to the nearest bfloat16 (ties to even), returned as float32."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounding = 0x7FFF + ((bits >> 16) & 1)
+    return (((bits + rounding) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def cast(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` represented in ``dtype``; bfloat16 values are carried as float32."""
+    if dtype == "bfloat16":
+        return round_to_bfloat16(x.astype(np.float32))
+    return np.asarray(x).astype(dtype)

@@ -3,14 +3,19 @@ computed here independently, and bad claim entries are rejected with a useful me
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import pkgutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 from nnspec import claim_checks, claims
+from nnspec.claim_checks._counting import OperationCounter, fit_exponent
 from nnspec.cli import main as cli_main
 from nnspec.errors import NnspecError, SpecError
 from nnspec.spec_loader import Catalogue, load_catalogue
@@ -140,14 +145,14 @@ def test_a_check_that_takes_the_claimed_value_is_refused() -> None:
 
 def test_fit_exponent_reports_a_wider_uncertainty_before_the_asymptote() -> None:
     sizes = [16, 32, 64, 128, 256]
-    exact, exact_uncertainty = claim_checks.fit_exponent(sizes, [n**2 for n in sizes])
-    mixed, mixed_uncertainty = claim_checks.fit_exponent(sizes, [n**2 + 200 * n for n in sizes])
+    exact, exact_uncertainty = fit_exponent(sizes, [n**2 for n in sizes])
+    mixed, mixed_uncertainty = fit_exponent(sizes, [n**2 + 200 * n for n in sizes])
     assert exact == pytest.approx(2.0) and exact_uncertainty == pytest.approx(0.05)
     assert mixed < 1.9 and mixed_uncertainty > 0.1
 
 
 def test_operation_counter_counts_from_the_shapes_it_gets() -> None:
-    counter = claim_checks.OperationCounter()
+    counter = OperationCounter()
     counter.matmul(np.ones((3, 4)), np.ones((4, 5)))
     assert counter.operations == 3 * 4 * 5
 
@@ -244,11 +249,17 @@ def test_cli_table_shows_claimed_beside_computed_and_counts(capsys: pytest.Captu
     assert out.rstrip().splitlines()[-1].endswith("claims")
 
 
-def test_checks_module_imports_no_framework() -> None:
-    import sys
+def _claim_check_modules() -> list[ModuleType]:
+    return [importlib.import_module(f"{claim_checks.__name__}.{info.name}")
+            for info in pkgutil.iter_modules(claim_checks.__path__)]
 
-    assert claim_checks.__name__ in sys.modules
-    assert "torch" not in claim_checks.__dict__ and "jax" not in claim_checks.__dict__
+
+def test_checks_modules_import_no_framework() -> None:
+    modules = _claim_check_modules()
+    assert len(modules) > 5
+    for module in modules:
+        assert module.__name__ in sys.modules
+        assert "torch" not in module.__dict__ and "jax" not in module.__dict__, module.__name__
 
 
 @pytest.mark.parametrize(
@@ -312,7 +323,10 @@ def test_unit_norm_queries_and_keys_give_variance_one_over_d_squared(results: di
 
 
 def test_a_claim_about_an_absent_framework_is_unchecked_not_passed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(claim_checks, "_torch", lambda: None)
+    patched = [module for module in _claim_check_modules() if hasattr(module, "_torch")]
+    assert patched
+    for module in patched:
+        monkeypatch.setattr(module, "_torch", lambda: None)
     cases = [("forget_bias_default", {}, {"pytorch_default_forget_bias_is_one": True}),
              ("recurrent_parameter_saving", {"input_size": 8, "hidden": 16}, 0.25),
              ("torch_transformer_layers", {}, {"encoder_layers": 6, "decoder_layers": 6})]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnspec.strategies import Case
+from nnspec.case import Case
 
 
 def qkv(case: Case, self_attention: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

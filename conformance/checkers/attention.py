@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers._draw import permutation, qkv
+from nnspec.oracles import magnitude as _magnitude
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 from nnspec.tolerances import LOW_PRECISION
 
 
@@ -17,10 +18,6 @@ def _half_precision_baseline(case: Case, q: np.ndarray, k: np.ndarray, v: np.nda
     if case.dtype() not in LOW_PRECISION:
         return None
     return oracles.attention_in_precision(q, k, v, case.dtype(), allowed)
-
-
-def _magnitude(values: np.ndarray) -> float:
-    return float(np.max(np.abs(values.astype(np.float64)), initial=0.0))
 
 
 @checker("attention_matches_formula", requires=("attention",))

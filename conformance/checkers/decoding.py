@@ -13,13 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from nnspec.case import Case
 from nnspec.checkers._draw import qkv
+from nnspec.oracles import magnitude as _magnitude
 from nnspec.registry import checker
-from nnspec.strategies import Case, cast
-
-
-def _magnitude(values: np.ndarray) -> float:
-    return float(np.max(np.abs(values.astype(np.float64)), initial=0.0))
+from nnspec.strategies import cast
 
 
 @checker("kv_cache_incremental_attention", requires=("attention",))

@@ -11,13 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
+from nnspec.oracles import magnitude as _magnitude
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 from nnspec.tolerances import LOW_PRECISION
-
-
-def _magnitude(values: np.ndarray) -> float:
-    return float(np.max(np.abs(np.asarray(values, np.float64)), initial=0.0))
 
 
 def _baseline(case: Case, q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.ndarray | None,

@@ -25,8 +25,9 @@ import numpy as np
 from hypothesis import assume
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case, cast
+from nnspec.strategies import cast
 from nnspec.tolerances import LOW_PRECISION
 
 Build = Callable[..., Any]

@@ -15,9 +15,10 @@ import numpy as np
 from hypothesis import assume
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers.normalisation import layer_norm_oracle
+from nnspec.oracles import magnitude as _magnitude
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 Params = dict[str, np.ndarray]
 LAYER_PRIMITIVES = ("multi_head_attention", "layer_norm", "feed_forward")
@@ -112,10 +113,6 @@ def heads_and_width(case: Case, min_width: int = 1) -> tuple[int, int]:
     """``(H, M)`` with ``M = H * head width >= min_width``, so that the heads split ``M`` evenly."""
     heads = case.size("heads", (1, 3))
     return heads, heads * case.size("dim", (1, 4), minimum=-(-min_width // heads))
-
-
-def _magnitude(values: np.ndarray) -> float:
-    return float(np.max(np.abs(np.asarray(values, np.float64)), initial=0.0))
 
 
 def _floor(case: Case, magnitude: float) -> float:

@@ -7,14 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers._draw import qkv
+from nnspec.oracles import magnitude as _magnitude
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 from nnspec.tolerances import LOW_PRECISION
-
-
-def _magnitude(values: np.ndarray) -> float:
-    return float(np.max(np.abs(values.astype(np.float64)), initial=0.0))
 
 
 @checker("padding_invariance", requires=("attention",))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.registry import checker
-from nnspec.strategies import Case
 
 
 def _draw(case: Case) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int, bool]:

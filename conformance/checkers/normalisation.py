@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import assume
 
+from nnspec.case import Case
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 
 def layer_norm_oracle(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnspec.case import Case
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 # -- float64 oracles --------------------------------------------------------------------------------
 

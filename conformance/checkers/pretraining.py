@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from nnspec.case import Case
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 #: What every checker that corrupts through ``_corrupt`` reads from ``check.params``.
 CORRUPTION_PARAMS = {"tokens": Param(int, default=4096, minimum=1), "mask_id_not_last": Param(bool, default=None)}

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 
 def unrolled_cell_state(xs: list[Any], h0: Any, params: Any) -> Callable[[Any, Any], Any]:

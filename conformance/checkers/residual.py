@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from nnspec.case import Case
 from nnspec.checkers.layers import (
     LAYER_PRIMITIVES,
     attention_params,
@@ -21,7 +22,6 @@ from nnspec.checkers.layers import (
 )
 from nnspec.checkers.normalisation import layer_norm_oracle
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 
 def _sublayer(case: Case, width: int, heads: int) -> tuple[str, dict[str, np.ndarray]]:

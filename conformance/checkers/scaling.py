@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from nnspec.case import Case
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
 
 
 def _logit_pairs(case: Case, samples: int, scale: float | None) -> tuple[np.ndarray, np.ndarray, int]:

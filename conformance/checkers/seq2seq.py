@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import assume
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.registry import checker
-from nnspec.strategies import Case
 
 # -- attention scores and the context vector -----------------------------------------------------
 

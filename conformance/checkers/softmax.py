@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers._draw import qkv
 from nnspec.registry import checker
-from nnspec.strategies import Case
 
 
 def _logits(case: Case) -> np.ndarray:

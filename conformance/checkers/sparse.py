@@ -14,13 +14,10 @@ from collections.abc import Callable
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers._draw import qkv
+from nnspec.oracles import magnitude as _magnitude
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case
-
-
-def _magnitude(values: np.ndarray) -> float:
-    return float(np.max(np.abs(values.astype(np.float64)), initial=0.0))
 
 
 def _per_head(case: Case, name: str, low: int, high: int) -> int:

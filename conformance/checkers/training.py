@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers.recurrent import _rnn_params
 from nnspec.registry import checker
-from nnspec.strategies import Case
 
 # -- gradient clipping ---------------------------------------------------------------------------
 

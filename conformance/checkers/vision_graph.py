@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 
+from nnspec.case import Case
 from nnspec.registry import checker
-from nnspec.strategies import Case
 
 # -- ViT patches ---------------------------------------------------------------------------------
 

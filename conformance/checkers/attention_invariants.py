@@ -12,13 +12,11 @@ from typing import Any
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers._draw import qkv
+from nnspec.oracles import magnitude as _magnitude
 from nnspec.registry import Param, checker
-from nnspec.strategies import Case, cast
-
-
-def _magnitude(values: np.ndarray) -> float:
-    return float(np.max(np.abs(values.astype(np.float64)), initial=0.0))
+from nnspec.strategies import cast
 
 
 def _within(case: Case, what: str, actual: np.ndarray, low: np.ndarray, high: np.ndarray,

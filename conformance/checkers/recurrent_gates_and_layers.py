@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from nnspec import oracles
+from nnspec.case import Case
 from nnspec.checkers.recurrent import _lstm_params, _rnn_params, unrolled_cell_state, unrolled_hidden_state
 from nnspec.registry import checker
-from nnspec.strategies import Case
 
 # -- vanilla RNN ---------------------------------------------------------------------------------
 
