@@ -115,6 +115,20 @@ class NonDeterministic(NumpyBackend):
         return result + 1e-3 if type(self).calls % 2 else result
 
 
+class WrongOnce(NumpyBackend):
+    """Off by 1e-3 on its first call only: the failure does not reproduce when Hypothesis replays it."""
+
+    name = "wrongonce"
+    wrong = True
+
+    def softmax(self, x: Any, axis: int = -1) -> Any:
+        result = super().softmax(x, axis)
+        if type(self).wrong:
+            type(self).wrong = False
+            return result + 1e-3
+        return result
+
+
 class NaNSoftmax(NumpyBackend):
     name = "nansoftmax"
 
