@@ -107,6 +107,8 @@ class RunOptions:
     timeout: float | None = DEFAULT_TIMEOUT
     database: ExampleDatabase | None = None
     max_examples: int | None = None
+    #: Resident memory one worker may use (None: the supervisor's default, a share of physical memory).
+    memory_limit_mb: int | None = None
     #: The spec files or folders of the run (None: the shipped specs), for reproduce lines.
     spec_paths: list[str] | None = None
 

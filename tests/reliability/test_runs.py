@@ -50,6 +50,16 @@ RUN_ROWS = [
                                           ("softmax.rows.sum_to_one", "numpy:cpu"): "pass"}, 4),
     ("native-hang-workers", ["-b", "numpy", "-b", F + "NativeHang", "--timeout", "1", "-j", "2"], 1, "complete",
      "the supervisor killed the worker", {("softmax.formula.matches", "nativehang:cpu"): "error"}, 4),
+    ("dies-when-loaded", ["-b", "numpy", "-b", F + "DiesWhenLoaded"], 1, "complete",
+     "exited with code 7 while loading target 'dieswhenloaded:cpu'",
+     {("softmax.rows.sum_to_one", "dieswhenloaded:cpu"): "error", ("softmax.rows.sum_to_one", "numpy:cpu"): "pass"},
+     4),
+    ("memory-limit", ["-b", "numpy", "-b", F + "MemoryHog", "--memory-limit", "300"], 1, "complete",
+     "exceeded the memory limit of 300 MB", {("softmax.rows.sum_to_one", "memoryhog:cpu"): "error",
+                                            ("softmax.formula.matches", "numpy:cpu"): "pass"}, 4),
+    ("memory-limit-workers", ["-b", "numpy", "-b", F + "MemoryHog", "--memory-limit", "300", "-j", "2"], 1,
+     "complete", "exceeded the memory limit of 300 MB",
+     {("softmax.formula.matches", "memoryhog:cpu"): "error", ("softmax.rows.sum_to_one", "numpy:cpu"): "pass"}, 4),
     ("wrong-shape", ["-b", F + "WrongShape"], 1, "complete", "expected shape",
      {("softmax.formula.matches", "wrongshape:cpu"): "fail"}, 2),
     ("returns-string", ["-b", F + "ReturnsString"], 1, "complete", "softmax returned a str",
@@ -90,6 +100,7 @@ OPTION_ROWS = [
     ("negative-timeout", ["-b", "numpy", "--timeout", "-1"], "must be greater than 0"),
     ("zero-timeout", ["-b", "numpy", "--timeout", "0"], "must be greater than 0"),
     ("negative-max-examples", ["-b", "numpy", "--max-examples", "-1"], "must be greater than 0"),
+    ("zero-memory-limit", ["-b", "numpy", "--memory-limit", "0"], "must be greater than 0"),
     ("zero-workers", ["-b", "numpy", "--workers", "0"], "must be greater than 0"),
     ("json-names-a-folder", ["-b", "numpy", "--json", "."], "is a folder"),
     ("html-under-a-file", ["-b", "numpy", "--html", "blocker/report.html"], "is not a folder"),
@@ -113,6 +124,20 @@ def test_run_row(tmp_path: Path, row: str, args: list[str], code: int, status: s
     for key, expected in statuses.items():
         assert records[key]["status"] == expected, records[key]["message"]
     assert len(outcome.document["results"]) == len(outcome.jsonl) == count  # nothing lost
+
+
+def test_a_target_that_kills_every_worker_loading_it_is_given_up(tmp_path: Path) -> None:
+    outcome = nnspec(["run", "-b", "numpy", "-b", F + "DiesWhenLoaded", "-p", "softmax.*", *QUICK], tmp_path)
+    assert outcome.code == 1, outcome.out
+    assert outcome.document is not None and outcome.document["status"] == "complete"
+    records = outcome.document["results"]
+    assert len(records) == len(outcome.jsonl) and len(records) >= 6  # nothing lost
+    dying = [r for r in records if r["backend"] == "dieswhenloaded:cpu"]
+    assert all(r["status"] == "error" for r in dying)
+    given_up = [r for r in dying if "not run: the worker process died each of the 2 times" in r["message"]]
+    assert given_up and all("exited with code 7" in r["message"] for r in given_up)
+    assert len(dying) - len(given_up) == 2  # loaded twice, then no more restarts for it
+    assert all(r["status"] == "pass" for r in records if r["backend"] == "numpy:cpu")
 
 
 @pytest.mark.parametrize(("row", "args", "fragment"), OPTION_ROWS, ids=[row[0] for row in OPTION_ROWS])
