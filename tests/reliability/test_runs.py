@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import environment, nnspec, read_back
+from tests.reliability.conftest import Outcome, environment, nnspec, read_back
 
 F = "tests.reliability.faulty:"
 TWO = ["-p", "softmax.rows.sum_to_one", "-p", "softmax.formula.matches"]
@@ -157,7 +157,7 @@ def test_requires_nothing_selected_provides_is_said(tmp_path: Path) -> None:
     assert [r["status"] for r in outcome.document["results"]] == ["skip"] == [r["status"] for r in outcome.jsonl]
 
 
-def _interrupt(tmp_path: Path, sign: int, workers: int) -> tuple[float, object]:
+def _interrupt(tmp_path: Path, sign: int, workers: int) -> tuple[float, Outcome]:
     command = [sys.executable, "-m", "nnspec.cli", "run", "-b", F + "Slow", "-p", "softmax.*",
                "--max-examples", "3", "--no-claims", "-j", str(workers), "--json", str(tmp_path / "out.json"),
                "--html", str(tmp_path / "out.html"), "--junitxml", str(tmp_path / "out.xml")]
