@@ -191,7 +191,8 @@ def _command_run(args: argparse.Namespace) -> int:
 
     for path, option in ((args.json, "--json"), (args.html, "--html"), (args.junitxml, "--junitxml")):
         _check_output(path, option)
-    catalogue = load_catalogue(args.spec)
+    # A spec file given alone may depend on properties in the other shipped files.
+    catalogue = load_catalogue(args.spec, partial=any(Path(path).is_file() for path in args.spec or []))
     chosen = _select(catalogue, args.property, args.topic)
     targets, unavailable = select_targets(args.backend)
     options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples,

@@ -639,16 +639,22 @@ def run(
             progress(record, len(done), len(pairs))
 
     status = "complete"
+    runnable = []
+    for index, (prop, selector, target) in enumerate(pairs):
+        if prop.id in plan.catalogue.not_run:  # a dependency that is in no spec file loaded
+            finish(index, error_record(prop, target, options, plan.catalogue.not_run[prop.id]))
+        else:
+            runnable.append((index, (prop, selector, target)))
     try:
         with _interruptible():
             if workers <= 0:
-                for index, (prop, selector, target) in enumerate(pairs):
+                for index, (prop, selector, target) in runnable:
                     finish(index, run_property(prop, pool.get(target), options, target.selector or selector,
                                                pool.known[target.target]))
             else:
                 supervisor = Supervisor(workers, options)
                 try:
-                    supervisor.run(list(enumerate(pairs)), finish)
+                    supervisor.run(runnable, finish)
                 finally:
                     supervisor.close()
     except (KeyboardInterrupt, RunInterrupted):

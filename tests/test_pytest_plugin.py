@@ -59,3 +59,77 @@ def test_other_yaml_files_are_ignored(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", config="name: something else\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_a_node_id_from_collect_only_selects_exactly_that_item(spec_copy: pytest.Pytester) -> None:
+    # A target whose name holds what a node id cannot (a space, "::", brackets), with a variant.
+    spec_copy.makepyfile(odd="""
+        from nnspec.backends.numpy import NumpyBackend
+
+        class Odd(NumpyBackend):
+            name = "odd kernel::v[2]"
+
+            @classmethod
+            def targets(cls):
+                return ["cpu", "cpu/fast"]
+    """)
+    spec_copy.syspathinsert()
+    listed = spec_copy.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "--backend", "odd:Odd",
+                                 "softmax.yaml")
+    ids = [line for line in listed.outlines if "::" in line]
+    chosen = next(line for line in ids if "softmax.rows.sum_to_one" in line and "/fast" in line)
+    assert chosen == "softmax.yaml::softmax.rows.sum_to_one[odd_kernel_:v_2_:cpu/fast]"
+    again = spec_copy.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "--backend", "odd:Odd", chosen)
+    assert [line for line in again.outlines if "::" in line] == [chosen]
+    result = spec_copy.runpytest("-v", "-p", "no:cacheprovider", "--backend", "odd:Odd", "--nnspec-profile",
+                                 "quick", chosen)
+    result.assert_outcomes(passed=1)
+    assert any(line.startswith(f"{chosen} PASSED") for line in result.outlines), result.outlines
+
+
+@pytest.mark.parametrize("how", [["--nnspec"], ["--pyargs", "nnspec.spec"]], ids=["nnspec-flag", "pyargs"])
+def test_the_shipped_catalogue_is_collected_without_a_path(pytester: pytest.Pytester, how: list[str]) -> None:
+    from nnspec.spec_loader import load_catalogue
+
+    pytester.makepyfile(test_unrelated="def test_unrelated():\n    pass\n")  # not collected by --nnspec alone
+    listed = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", *how)
+    ids = [line for line in listed.outlines if "::" in line]
+    assert len(ids) == len(load_catalogue().properties)
+    assert not [line for line in ids if "test_unrelated" in line]
+    # Outside the rootdir the file is named by its absolute path, so the id can be given back.
+    chosen = next(line for line in ids if "softmax.rows.sum_to_one" in line)
+    assert Path(chosen.split("::")[0]).is_absolute()
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "--nnspec-profile", "quick", chosen)
+    result.assert_outcomes(passed=1)
+
+
+def test_a_spec_file_alone_takes_its_dependencies_from_the_shipped_catalogue(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", masking=(SPEC_DIR / "masking.yaml").read_text())  # depends on attention, softmax
+    listed = pytester.runpytest("--collect-only", "-q", "-p", "no:cacheprovider", "masking.yaml")
+    assert listed.ret == 0, listed.stdout.str()
+    assert "depends on an unknown property" not in listed.stdout.str()
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "--nnspec-profile", "quick",
+                                "masking.yaml::masking.causal.upper_triangle_zero[numpy:cpu]")
+    result.assert_outcomes(passed=1)
+
+
+def test_junit_failures_carry_statement_worst_error_counterexample_and_reproduce(spec_copy: pytest.Pytester) -> None:
+    from xml.etree import ElementTree
+
+    spec_copy.makepyfile(broken="""
+        from nnspec.backends.numpy import NumpyBackend
+
+        class Unscaled(NumpyBackend):
+            name = "unscaled"
+            def softmax(self, x, axis=-1):
+                return super().softmax(2.0 * x, axis)
+    """)
+    spec_copy.syspathinsert()
+    spec_copy.runpytest("-p", "no:cacheprovider", "--backend", "broken:Unscaled", "--nnspec-profile", "quick",
+                        "--junitxml", "junit.xml", "softmax.yaml::softmax.formula.matches")
+    root = ElementTree.parse(spec_copy.path / "junit.xml").getroot()
+    (failure,) = root.iter("failure")
+    text = failure.text or ""
+    for fragment in ("The backend's softmax along the last axis equals", "against tolerance", "minimal example:",
+                     "reproduce: nnspec run --backend broken:Unscaled@cpu --property softmax.formula.matches"):
+        assert fragment in text, (fragment, text)

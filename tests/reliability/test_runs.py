@@ -140,6 +140,28 @@ def test_a_target_that_kills_every_worker_loading_it_is_given_up(tmp_path: Path)
     assert all(r["status"] == "pass" for r in records if r["backend"] == "numpy:cpu")
 
 
+def test_a_spec_file_alone_runs_with_its_dependencies_in_other_files(tmp_path: Path) -> None:
+    shipped = (Path(__file__).resolve().parents[2] / "spec" / "masking.yaml").read_text(encoding="utf-8")
+    (tmp_path / "masking.yaml").write_text(shipped, encoding="utf-8")  # depends on attention and softmax
+    chosen = ["-p", "masking.causal.future_independence", "-p", "masking.causal.upper_triangle_zero"]
+    alone = nnspec(["run", "-b", "numpy", "--spec", "masking.yaml", *chosen, *QUICK], tmp_path)
+    assert alone.code == 0, alone.out
+    assert [r["status"] for r in alone.records().values()] == ["pass", "pass"]
+    # A dependency in no file given nor in the shipped catalogue: only its property is not run.
+    assert shipped.count("depends_on: [attention.sdpa.matches_formula]") >= 1
+    (tmp_path / "masking.yaml").write_text(
+        shipped.replace("depends_on: [attention.sdpa.matches_formula]", "depends_on: [nowhere.at.all]", 1))
+    broken = nnspec(["run", "-b", "numpy", "--spec", "masking.yaml", *chosen, *QUICK], tmp_path)
+    assert broken.code == 1, broken.out
+    assert broken.document is not None and broken.document["status"] == "complete"
+    records = broken.records()
+    not_run = records[("masking.causal.future_independence", "numpy:cpu")]
+    assert not_run["status"] == "error"
+    assert "not run:" in not_run["message"] and "'depends_on.0' names 'nowhere.at.all'" in not_run["message"]
+    assert records[("masking.causal.upper_triangle_zero", "numpy:cpu")]["status"] == "pass"
+    assert len(broken.document["results"]) == len(broken.jsonl) == 2  # nothing lost
+
+
 @pytest.mark.parametrize(("row", "args", "fragment"), OPTION_ROWS, ids=[row[0] for row in OPTION_ROWS])
 def test_usage_row(tmp_path: Path, row: str, args: list[str], fragment: str) -> None:
     (tmp_path / "blocker").write_text("a file where a folder is expected")
