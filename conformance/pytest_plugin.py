@@ -26,6 +26,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nnspec-profile", default="default", help="nnspec profile: quick, default, thorough, ci")
     group.addoption("--nnspec-seed", type=int, default=0, help="nnspec run seed (default 0)")
     group.addoption("--nnspec-json", metavar="PATH", help="write the nnspec results document here")
+    group.addoption("--nnspec-memory-limit", type=int, metavar="MB",
+                    help="resident memory the worker may use before its pair is an error (as nnspec run's "
+                         "--memory-limit)")
     group.addoption("--nnspec", action="store_true", dest="nnspec_catalogue",
                     help="collect the shipped nnspec catalogue (alone, or besides the paths given)")
 
@@ -123,7 +126,11 @@ class _Session:
             raise pytest.UsageError(f"nnspec: {error}") from None
         except Exception as error:
             raise pytest.UsageError(f"nnspec: a backend's constructor raised {type(error).__name__}: {error}") from None
-        self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"))
+        memory_limit = config.getoption("nnspec_memory_limit")
+        if memory_limit is not None and memory_limit <= 0:
+            raise pytest.UsageError(f"nnspec: --nnspec-memory-limit must be greater than 0. Received: {memory_limit}")
+        self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"),
+                                  memory_limit_mb=memory_limit)
         self.supervisor = Supervisor(1, self.options)
         self.records: list[Any] = []
         self.properties: dict[str, Any] = {}

@@ -133,3 +133,11 @@ def test_junit_failures_carry_statement_worst_error_counterexample_and_reproduce
     for fragment in ("The backend's softmax along the last axis equals", "against tolerance", "minimal example:",
                      "reproduce: nnspec run --backend broken:Unscaled@cpu --property softmax.formula.matches"):
         assert fragment in text, (fragment, text)
+
+
+def test_a_pair_past_the_memory_limit_is_an_error_and_the_session_goes_on(spec_copy: pytest.Pytester) -> None:
+    result = spec_copy.runpytest("-p", "no:cacheprovider", "--backend", "tests.reliability.faulty:MemoryHog",
+                                 "--nnspec-memory-limit", "300", "--nnspec-profile", "quick",
+                                 "softmax.yaml::softmax.formula.matches", "softmax.yaml::softmax.rows.sum_to_one")
+    result.assert_outcomes(failed=2)  # the second ran on a fresh worker
+    result.stdout.fnmatch_lines(["*exceeded the memory limit of 300 MB (--memory-limit)*"])
