@@ -188,7 +188,7 @@ class Supervisor:
                 pass  # it died: the sentinel says how, below
         if slot.process.sentinel in ready or not slot.process.is_alive():
             slot.process.join(1.0)
-            return f"the worker process died: it {describe_exit(slot.process.exitcode)}"
+            return f"the worker process died ({describe_exit(slot.process.exitcode)})"
         if not slot.ready and now - slot.started >= READY_SECONDS:
             return f"the worker process was not ready after {READY_SECONDS:.0f} s and was killed"
         limit = self._limit()

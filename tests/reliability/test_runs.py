@@ -51,7 +51,7 @@ RUN_ROWS = [
     ("native-hang-workers", ["-b", "numpy", "-b", F + "NativeHang", "--timeout", "3", "-j", "2"], 1, "complete",
      "the supervisor killed the worker", {("softmax.formula.matches", "nativehang:cpu"): "error"}, 4),
     ("dies-when-loaded", ["-b", "numpy", "-b", F + "DiesWhenLoaded"], 1, "complete",
-     "exited with code 7 while loading target 'dieswhenloaded:cpu'",
+     "(exited with code 7) while loading target 'dieswhenloaded:cpu'",
      {("softmax.rows.sum_to_one", "dieswhenloaded:cpu"): "error", ("softmax.rows.sum_to_one", "numpy:cpu"): "pass"},
      4),
     ("memory-limit", ["-b", "numpy", "-b", F + "MemoryHog", "--memory-limit", "300"], 1, "complete",
