@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="supervised worker processes (default 1; each pair's crash or hang is confined to it)")
     run.add_argument("--timeout", type=_positive(float), default=300.0,
                      help="seconds one property may take on one backend before it is an error (default 300)")
+    run.add_argument("--memory-limit", type=_positive(int), metavar="MB",
+                     help="resident memory one worker may use before its pair is an error (default: half the "
+                          "physical memory divided by --workers; Linux only)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
     run.add_argument("--no-claims", action="store_true",
                      help="leave the documents' claims out of the results (they are checked by default)")
@@ -188,11 +191,12 @@ def _command_run(args: argparse.Namespace) -> int:
 
     for path, option in ((args.json, "--json"), (args.html, "--html"), (args.junitxml, "--junitxml")):
         _check_output(path, option)
-    catalogue = load_catalogue(args.spec)
+    # A spec file given alone may depend on properties in the other shipped files.
+    catalogue = load_catalogue(args.spec, partial=any(Path(path).is_file() for path in args.spec or []))
     chosen = _select(catalogue, args.property, args.topic)
     targets, unavailable = select_targets(args.backend)
     options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples,
-                         spec_paths=args.spec)
+                         spec_paths=args.spec, memory_limit_mb=args.memory_limit)
     plan = RunPlan(catalogue, targets, chosen, spec_paths=args.spec)
     pool = prepare(plan)
     json_path = Path(args.json)

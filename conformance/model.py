@@ -80,6 +80,9 @@ class Catalogue:
     properties: list[Property] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     topics: dict[str, str] = field(default_factory=dict)
+    #: Properties that cannot run, with why: a dependency in none of the files given nor the
+    #: shipped catalogue (only when loaded with ``partial=True``).
+    not_run: dict[str, str] = field(default_factory=dict)
 
     def property(self, property_id: str) -> Property:
         for prop in self.properties:

@@ -1,11 +1,14 @@
 """The pytest plugin: spec files become test items named ``<property id>[<backend target>]``.
 
 Registered through the ``pytest11`` entry point, so ``pytest spec/ --backend torch`` works once
-nnspec is installed. Loading the plugin imports neither torch nor jax.
+nnspec is installed, and ``pytest --nnspec`` (or ``pytest --pyargs nnspec.spec``) collects the
+shipped catalogue from wherever nnspec is installed. Every node id it prints can be given back
+to pytest to select that one item. Loading the plugin imports neither torch nor jax.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nnspec-profile", default="default", help="nnspec profile: quick, default, thorough, ci")
     group.addoption("--nnspec-seed", type=int, default=0, help="nnspec run seed (default 0)")
     group.addoption("--nnspec-json", metavar="PATH", help="write the nnspec results document here")
+    group.addoption("--nnspec-memory-limit", type=int, metavar="MB",
+                    help="resident memory the worker may use before its pair is an error (as nnspec run's "
+                         "--memory-limit)")
+    group.addoption("--nnspec", action="store_true", dest="nnspec_catalogue",
+                    help="collect the shipped nnspec catalogue (alone, or besides the paths given)")
 
 
 _SNIFF_BYTES = 65536
@@ -51,9 +59,25 @@ def _is_spec(path: Path) -> bool:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if _is_spec(file_path):
-        return SpecFile.from_parent(parent, path=file_path)
-    return None
+    if not _is_spec(file_path):
+        return None
+    try:
+        file_path.relative_to(parent.config.rootpath)
+    except ValueError:
+        # Outside the rootdir (``--nnspec``, ``--pyargs nnspec.spec``): pytest would name the file by
+        # its bare name, which cannot be given back; the absolute path can.
+        return SpecFile.from_parent(parent, path=file_path, nodeid=str(file_path))
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+#: What an item's name may hold so that its node id can be given back to pytest (a ``::`` would
+#: split it, brackets or spaces would not match): anything else in a target's name becomes ``_``.
+_UNSAFE = re.compile(r"[^\w.:/+@=-]|:(?=:)")
+
+
+def item_name(property_id: str, target: str) -> str:
+    """An item's name, ``<property id>[<target>]``, with the target made safe to paste back."""
+    return f"{property_id}[{_UNSAFE.sub('_', target)}]"
 
 
 class _Catalogues:
@@ -71,7 +95,7 @@ class _Catalogues:
         folder = path.parent
         if folder not in self.folders:
             files = [entry for entry in sorted(folder.iterdir()) if entry.is_file() and _is_spec(entry)]
-            catalogue, errors, _ = check_catalogue(files or [path])
+            catalogue, errors, _ = check_catalogue(files or [path], partial=True)
             self.folders[folder] = (catalogue, errors)
         return self.folders[folder]
 
@@ -102,7 +126,11 @@ class _Session:
             raise pytest.UsageError(f"nnspec: {error}") from None
         except Exception as error:
             raise pytest.UsageError(f"nnspec: a backend's constructor raised {type(error).__name__}: {error}") from None
-        self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"))
+        memory_limit = config.getoption("nnspec_memory_limit")
+        if memory_limit is not None and memory_limit <= 0:
+            raise pytest.UsageError(f"nnspec: --nnspec-memory-limit must be greater than 0. Received: {memory_limit}")
+        self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"),
+                                  memory_limit_mb=memory_limit)
         self.supervisor = Supervisor(1, self.options)
         self.records: list[Any] = []
         self.properties: dict[str, Any] = {}
@@ -140,8 +168,9 @@ class SpecFile(pytest.File):
         for prop in properties:
             state.properties[prop.id] = prop.metadata()
             for selector, target in sorted(state.targets, key=lambda t: t[1].target):
-                yield PropertyItem.from_parent(self, name=f"{prop.id}[{target.target}]", prop=prop,
-                                               selector=selector, target=target)
+                yield PropertyItem.from_parent(self, name=item_name(prop.id, target.target), prop=prop,
+                                               selector=selector, target=target,
+                                               not_run=catalogue.not_run.get(prop.id))
 
     class CollectError(Exception):
         pass
@@ -159,16 +188,21 @@ class PropertyFailed(Exception):
 
 
 class PropertyItem(pytest.Item):
-    def __init__(self, *, prop: Any, selector: str, target: Any, **kwargs: Any) -> None:
+    def __init__(self, *, prop: Any, selector: str, target: Any, not_run: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prop, self.selector, self.target = prop, selector, target
+        #: Why this property cannot run (a dependency in no spec file loaded), if so.
+        self.not_run = not_run
         self.add_marker(pytest.mark.nnspec)
 
     def runtest(self) -> None:
-        from nnspec.runner import describe_failure
+        from nnspec.runner import describe_failure, error_record
 
         state = _session(self.config)
-        record = state.supervisor.run_one((self.prop, self.selector, self.target))
+        if self.not_run is not None:
+            record = error_record(self.prop, self.target, state.options, self.not_run)
+        else:
+            record = state.supervisor.run_one((self.prop, self.selector, self.target))
         state.records.append(record)
         if record.status in ("fail", "error"):
             if record.level != "MUST":
@@ -188,11 +222,21 @@ class PropertyItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, (self.prop.line or 1) - 1, self.name
+        # Not the bare name: pytest -v turns the dots of a domain that ends the node id into "::",
+        # which would print an id that cannot be given back.
+        return self.path, (self.prop.line or 1) - 1, f"{self.name} ({self.prop.level})"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nnspec: an nnspec property checked on one backend target")
+    if config.getoption("nnspec_catalogue", False):
+        from nnspec.spec_loader import default_spec_dir
+
+        shipped = str(default_spec_dir())
+        if config.args_source == pytest.Config.ArgsSource.ARGS:
+            config.args.append(shipped)
+        else:  # no paths given: the catalogue alone, not the testpaths or the current folder
+            config.args[:] = [shipped]
 
 
 def _shards(path: Path) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import platform
 import shlex
@@ -106,6 +107,8 @@ class RunOptions:
     timeout: float | None = DEFAULT_TIMEOUT
     database: ExampleDatabase | None = None
     max_examples: int | None = None
+    #: Resident memory one worker may use (None: the supervisor's default, a share of physical memory).
+    memory_limit_mb: int | None = None
     #: The spec files or folders of the run (None: the shipped specs), for reproduce lines.
     spec_paths: list[str] | None = None
 
@@ -160,6 +163,7 @@ class Outcome:
     case: Case | None
     time_s: float
     compile_s: float | None
+    determinism: Determinism | None = None
 
 
 def error_record(prop: Property, target: BackendTarget, options: RunOptions, message: str) -> Record:
@@ -202,18 +206,109 @@ def plan_pair(prop: Property, backend: Backend, options: RunOptions, selector: s
     return plan
 
 
+class Determinism:
+    """Each primitive result of a run, keyed by its primitive and input, to tell a backend that gives
+    different results for the same input (what Hypothesis reports as a flaky failure) from a checker bug."""
+
+    #: Results kept per run; past this, new inputs are not remembered (the check is best effort).
+    KEPT = 512
+
+    def __init__(self) -> None:
+        self.results: dict[str, Any] = {}
+        #: The first difference seen: (primitive, max abs difference or None when the shapes differ).
+        self.difference: tuple[str, float | None] | None = None
+
+    @staticmethod
+    def _key(primitive: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        digest = hashlib.sha1(primitive.encode())
+        for value in (*args, *sorted(kwargs.items(), key=lambda item: item[0])):
+            Determinism._feed(digest, value)
+        return digest.hexdigest()
+
+    @staticmethod
+    def _feed(digest: Any, value: Any) -> None:
+        if isinstance(value, np.ndarray):
+            digest.update(f"{value.dtype}{value.shape}".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                Determinism._feed(digest, item)
+        elif isinstance(value, dict):
+            for key in sorted(value):
+                digest.update(str(key).encode())
+                Determinism._feed(digest, value[key])
+        else:
+            digest.update(repr(value).encode())
+
+    def observe(self, primitive: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+        key = self._key(primitive, args, kwargs)
+        if key not in self.results:
+            if len(self.results) < self.KEPT:
+                self.results[key] = result
+            return
+        if self.difference is None:
+            difference = _max_difference(self.results[key], result)
+            if difference != 0.0:
+                self.difference = (primitive, difference)
+
+    def describe(self) -> str | None:
+        if self.difference is None:
+            return None
+        primitive, difference = self.difference
+        if difference is None:
+            return f"non-deterministic: two calls of {primitive} on the same input return different shapes"
+        return f"non-deterministic: two calls of {primitive} on the same input differ by {difference:.3g}"
+
+
+def _max_difference(first: Any, second: Any) -> float | None:
+    """The largest absolute difference of two results (arrays or tuples of them); None if shapes differ.
+
+    A NaN on one side only counts as an infinite difference.
+    """
+    if isinstance(first, tuple) or isinstance(second, tuple):
+        if not (isinstance(first, tuple) and isinstance(second, tuple)) or len(first) != len(second):
+            return None
+        parts = [_max_difference(a, b) for a, b in zip(first, second, strict=True)]
+        if any(part is None for part in parts):
+            return None
+        return max((part for part in parts if part is not None), default=0.0)
+    a, b = (np.asarray(x) for x in (first, second))
+    if a.shape != b.shape:
+        return None
+    a, b = (x.astype(np.complex128 if x.dtype.kind == "c" else np.float64) for x in (a, b))
+    differs = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    if not differs.any():
+        return 0.0
+    gaps = np.abs(a - b)[differs]
+    return float(np.max(np.where(np.isnan(gaps), np.inf, gaps)))
+
+
+class _WatchedCase(Case):
+    """A case whose primitive calls are shown to a :class:`Determinism` watch."""
+
+    def __init__(self, *args: Any, determinism: Determinism, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.determinism = determinism
+
+    def call(self, primitive: str, *args: Any, **kwargs: Any) -> Any:
+        result = super().call(primitive, *args, **kwargs)
+        self.determinism.observe(primitive, args, kwargs, result)
+        return result
+
+
 def execute(prop: Property, backend: Backend, options: RunOptions) -> Outcome:
     """Stage 2, execute: run Hypothesis over the property on the backend (in this process)."""
     checker = registry.get(prop.check)
     reference = NumpyBackend()
     worst = Worst()
     state: dict[str, Any] = {"examples": 0, "case": None}
+    determinism = Determinism()
     run_settings = _settings(prop, options, checker.statistical)
     false_alarm_rate = float(prop.statistical.get("false_alarm_rate", 1e-9))
     alpha = false_alarm_rate / max(run_settings.max_examples, 1)
 
     def example(data: st.DataObject) -> None:
-        case = Case(data, prop, backend, reference, worst, alpha=alpha)
+        case = _WatchedCase(data, prop, backend, reference, worst, alpha=alpha, determinism=determinism)
         state["case"] = case
         try:
             checker.function(case)
@@ -239,7 +334,8 @@ def execute(prop: Property, backend: Backend, options: RunOptions) -> Outcome:
     except (Exception, PropertyTimeout) as raised:
         error = raised
     compile_s = round(float(compile_clock()) - compile_before, 4) if callable(compile_clock) else None
-    return Outcome(error, state["examples"], worst, state["case"], round(time.perf_counter() - started, 4), compile_s)
+    return Outcome(error, state["examples"], worst, state["case"], round(time.perf_counter() - started, 4), compile_s,
+                   determinism)
 
 
 def _where(error: BaseException) -> str:
@@ -254,8 +350,11 @@ def classify(outcome: Outcome, record: Record, check: str) -> Record:
     if isinstance(error, FlakyFailure):  # the same input failed once and then passed
         inner = [e for e in error.exceptions if not isinstance(e, FlakyFailure)]
         first = inner[0] if inner else error
-        error = CheckFailure("non-deterministic: the backend gave different results on the same input "
-                             f"(a failure did not reproduce when Hypothesis ran it again): {first}")
+        seen = outcome.determinism.describe() if outcome.determinism is not None else None
+        error = CheckFailure(f"{seen or 'non-deterministic: the backend gave different results on the same input'} "
+                             f"(a failure did not reproduce when Hypothesis ran the same input again). "
+                             f"The first failure: {first}",
+                             error=getattr(first, "error", None), tolerance=getattr(first, "tolerance", None))
     if error is None:
         pass
     elif isinstance(error, CheckFailure):
@@ -540,16 +639,22 @@ def run(
             progress(record, len(done), len(pairs))
 
     status = "complete"
+    runnable = []
+    for index, (prop, selector, target) in enumerate(pairs):
+        if prop.id in plan.catalogue.not_run:  # a dependency that is in no spec file loaded
+            finish(index, error_record(prop, target, options, plan.catalogue.not_run[prop.id]))
+        else:
+            runnable.append((index, (prop, selector, target)))
     try:
         with _interruptible():
             if workers <= 0:
-                for index, (prop, selector, target) in enumerate(pairs):
+                for index, (prop, selector, target) in runnable:
                     finish(index, run_property(prop, pool.get(target), options, target.selector or selector,
                                                pool.known[target.target]))
             else:
                 supervisor = Supervisor(workers, options)
                 try:
-                    supervisor.run(list(enumerate(pairs)), finish)
+                    supervisor.run(runnable, finish)
                 finally:
                     supervisor.close()
     except (KeyboardInterrupt, RunInterrupted):

@@ -386,11 +386,16 @@ def _claim_params_problem(claim: Claim) -> str | None:
     return None
 
 
-def check_catalogue(paths: Sequence[str | Path] | None = None) -> tuple[Catalogue, list[SpecError], list[Path]]:
+def check_catalogue(
+    paths: Sequence[str | Path] | None = None, partial: bool = False
+) -> tuple[Catalogue, list[SpecError], list[Path]]:
     """Load and check every spec file, collecting every error: ``(catalogue, errors, files)``.
 
     Besides each file's own checks: ids unique across files, ``depends_on`` naming known ids and
-    free of cycles, and each claim naming a registered claim check.
+    free of cycles, and each claim naming a registered claim check. ``partial`` is for a part of
+    a catalogue run on its own (one spec file): a dependency in another file is then looked up in
+    the shipped catalogue, and one found nowhere makes its property not run
+    (``catalogue.not_run``) instead of an error of every file.
     """
     from nnspec.claims import validate as validate_claims  # claim checks are registered there
     from nnspec.registry import checker_names, suggest  # checkers register on import
@@ -431,6 +436,14 @@ def check_catalogue(paths: Sequence[str | Path] | None = None) -> tuple[Catalogu
     ids = {p.id for p in catalogue.properties}
     for prop in catalogue.properties:
         for index, dependency in enumerate(prop.depends_on):
+            if dependency not in ids and partial and dependency in _shipped_ids():
+                continue
+            if dependency not in ids and partial:
+                catalogue.not_run[prop.id] = (
+                    f"not run: {prop.path}, property {prop.id!r}, field 'depends_on.{index}' names "
+                    f"{dependency!r}, which is in none of the spec files given nor the shipped catalogue"
+                    f"{suggest(dependency, (ids | _shipped_ids()) - {prop.id})}; give its spec file too")
+                continue
             if dependency not in ids:
                 errors.append(SpecError(
                     f"depends on an unknown property{suggest(dependency, ids)}. Received: {dependency!r}",
@@ -445,11 +458,19 @@ def check_catalogue(paths: Sequence[str | Path] | None = None) -> tuple[Catalogu
     return catalogue, errors, files
 
 
-def load_catalogue(paths: Sequence[str | Path] | None = None) -> Catalogue:
+@cache
+def _shipped_ids() -> frozenset[str]:
+    """The property ids of the shipped catalogue."""
+    catalogue, _, _ = check_catalogue(None)
+    return frozenset(p.id for p in catalogue.properties)
+
+
+def load_catalogue(paths: Sequence[str | Path] | None = None, partial: bool = False) -> Catalogue:
     """Load spec files (or every ``*.yaml`` in the given folders; the shipped specs by default).
 
     Raises the SpecError, or a :class:`SpecErrors` holding every one when there are several.
+    ``partial`` is as for :func:`check_catalogue`.
     """
-    catalogue, errors, _ = check_catalogue(paths)
+    catalogue, errors, _ = check_catalogue(paths, partial)
     _raise(errors)
     return catalogue

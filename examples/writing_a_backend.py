@@ -1,4 +1,4 @@
-"""The worked example of the README's "Writing a backend" section (tests/test_plugins.py runs it).
+"""The worked example of the README's "Writing a backend" section (tests/test_backend_plugins.py runs it).
 
 A kernel author wants to know whether a base-2 softmax (the way flash-attention kernels
 compute ``exp``) still honours every softmax property. Subclass the reference backend,

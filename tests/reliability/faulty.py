@@ -7,6 +7,7 @@ which keeps its parent's name on purpose.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -115,6 +116,20 @@ class NonDeterministic(NumpyBackend):
         return result + 1e-3 if type(self).calls % 2 else result
 
 
+class WrongOnce(NumpyBackend):
+    """Off by 1e-3 on its first call only: the failure does not reproduce when Hypothesis replays it."""
+
+    name = "wrongonce"
+    wrong = True
+
+    def softmax(self, x: Any, axis: int = -1) -> Any:
+        result = super().softmax(x, axis)
+        if type(self).wrong:
+            type(self).wrong = False
+            return result + 1e-3
+        return result
+
+
 class NaNSoftmax(NumpyBackend):
     name = "nansoftmax"
 
@@ -150,6 +165,31 @@ class ConstructorRaises(NumpyBackend):
 
     def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
         raise RuntimeError("no licence for this kernel")
+
+
+class DiesWhenLoaded(NumpyBackend):
+    """Constructs in the run's own process (so the run starts) but kills every worker that loads it."""
+
+    name = "dieswhenloaded"
+
+    def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
+        if multiprocessing.parent_process() is not None:
+            os._exit(7)
+        super().__init__(device, variant)
+
+
+class MemoryHog(NumpyBackend):
+    """Allocates (and touches) 10 MB every 10 ms without bound; at 3 GB it gives up with MemoryError,
+    so a missing limit shows as a wrong message rather than as a machine out of memory."""
+
+    name = "memoryhog"
+
+    def softmax(self, x: Any, axis: int = -1) -> Any:
+        chunks = []
+        for _ in range(300):
+            chunks.append(np.ones(10 * 2**20 // 8))
+            time.sleep(0.01)
+        raise MemoryError(f"allocated {len(chunks) * 10} MB and no limit stopped it")
 
 
 class NotABackend:

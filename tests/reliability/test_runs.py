@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import environment, nnspec, read_back
+from tests.reliability.conftest import Outcome, environment, nnspec, read_back
 
 F = "tests.reliability.faulty:"
 TWO = ["-p", "softmax.rows.sum_to_one", "-p", "softmax.formula.matches"]
@@ -45,11 +45,21 @@ RUN_ROWS = [
      {("softmax.rows.sum_to_one", "raisesgenexit:cpu"): "error"}, 2),
     ("raise-system-exit-3", ["-b", F + "RaisesSystemExit"], 1, "complete", "SystemExit: 3",
      {("softmax.rows.sum_to_one", "raisessysexit:cpu"): "error"}, 2),
-    ("native-hang", ["-b", "numpy", "-b", F + "NativeHang", "--timeout", "1"], 1, "complete",
+    ("native-hang", ["-b", "numpy", "-b", F + "NativeHang", "--timeout", "3"], 1, "complete",
      "the supervisor killed the worker", {("softmax.rows.sum_to_one", "nativehang:cpu"): "error",
                                           ("softmax.rows.sum_to_one", "numpy:cpu"): "pass"}, 4),
-    ("native-hang-workers", ["-b", "numpy", "-b", F + "NativeHang", "--timeout", "1", "-j", "2"], 1, "complete",
+    ("native-hang-workers", ["-b", "numpy", "-b", F + "NativeHang", "--timeout", "3", "-j", "2"], 1, "complete",
      "the supervisor killed the worker", {("softmax.formula.matches", "nativehang:cpu"): "error"}, 4),
+    ("dies-when-loaded", ["-b", "numpy", "-b", F + "DiesWhenLoaded"], 1, "complete",
+     "(exited with code 7) while loading target 'dieswhenloaded:cpu'",
+     {("softmax.rows.sum_to_one", "dieswhenloaded:cpu"): "error", ("softmax.rows.sum_to_one", "numpy:cpu"): "pass"},
+     4),
+    ("memory-limit", ["-b", "numpy", "-b", F + "MemoryHog", "--memory-limit", "300"], 1, "complete",
+     "exceeded the memory limit of 300 MB", {("softmax.rows.sum_to_one", "memoryhog:cpu"): "error",
+                                            ("softmax.formula.matches", "numpy:cpu"): "pass"}, 4),
+    ("memory-limit-workers", ["-b", "numpy", "-b", F + "MemoryHog", "--memory-limit", "300", "-j", "2"], 1,
+     "complete", "exceeded the memory limit of 300 MB",
+     {("softmax.formula.matches", "memoryhog:cpu"): "error", ("softmax.rows.sum_to_one", "numpy:cpu"): "pass"}, 4),
     ("wrong-shape", ["-b", F + "WrongShape"], 1, "complete", "expected shape",
      {("softmax.formula.matches", "wrongshape:cpu"): "fail"}, 2),
     ("returns-string", ["-b", F + "ReturnsString"], 1, "complete", "softmax returned a str",
@@ -62,6 +72,9 @@ RUN_ROWS = [
      {("softmax.rows.sum_to_one", "hostile:cpu"): "error"}, 2),
     ("non-deterministic", ["-b", F + "NonDeterministic"], 1, "complete", "FAIL",
      {("softmax.rows.sum_to_one", "nondeterministic:cpu"): "fail"}, 2),
+    ("wrong-only-once", ["-b", F + "WrongOnce"], 1, "complete",
+     "non-deterministic: two calls of softmax on the same input differ by 0.001",
+     {("softmax.formula.matches", "wrongonce:cpu"): "fail", ("softmax.rows.sum_to_one", "wrongonce:cpu"): "pass"}, 2),
     ("reference-passes", ["-b", "numpy"], 0, "complete", "2 pass",
      {("softmax.rows.sum_to_one", "numpy:cpu"): "pass"}, 2),
     ("reference-passes-workers", ["-b", "numpy", "-j", "2"], 0, "complete", "2 pass",
@@ -87,6 +100,7 @@ OPTION_ROWS = [
     ("negative-timeout", ["-b", "numpy", "--timeout", "-1"], "must be greater than 0"),
     ("zero-timeout", ["-b", "numpy", "--timeout", "0"], "must be greater than 0"),
     ("negative-max-examples", ["-b", "numpy", "--max-examples", "-1"], "must be greater than 0"),
+    ("zero-memory-limit", ["-b", "numpy", "--memory-limit", "0"], "must be greater than 0"),
     ("zero-workers", ["-b", "numpy", "--workers", "0"], "must be greater than 0"),
     ("json-names-a-folder", ["-b", "numpy", "--json", "."], "is a folder"),
     ("html-under-a-file", ["-b", "numpy", "--html", "blocker/report.html"], "is not a folder"),
@@ -112,6 +126,42 @@ def test_run_row(tmp_path: Path, row: str, args: list[str], code: int, status: s
     assert len(outcome.document["results"]) == len(outcome.jsonl) == count  # nothing lost
 
 
+def test_a_target_that_kills_every_worker_loading_it_is_given_up(tmp_path: Path) -> None:
+    outcome = nnspec(["run", "-b", "numpy", "-b", F + "DiesWhenLoaded", "-p", "softmax.*", *QUICK], tmp_path)
+    assert outcome.code == 1, outcome.out
+    assert outcome.document is not None and outcome.document["status"] == "complete"
+    records = outcome.document["results"]
+    assert len(records) == len(outcome.jsonl) and len(records) >= 6  # nothing lost
+    dying = [r for r in records if r["backend"] == "dieswhenloaded:cpu"]
+    assert all(r["status"] == "error" for r in dying)
+    given_up = [r for r in dying if "not run: the worker process died each of the 2 times" in r["message"]]
+    assert given_up and all("exited with code 7" in r["message"] for r in given_up)
+    assert len(dying) - len(given_up) == 2  # loaded twice, then no more restarts for it
+    assert all(r["status"] == "pass" for r in records if r["backend"] == "numpy:cpu")
+
+
+def test_a_spec_file_alone_runs_with_its_dependencies_in_other_files(tmp_path: Path) -> None:
+    shipped = (Path(__file__).resolve().parents[2] / "spec" / "masking.yaml").read_text(encoding="utf-8")
+    (tmp_path / "masking.yaml").write_text(shipped, encoding="utf-8")  # depends on attention and softmax
+    chosen = ["-p", "masking.causal.future_independence", "-p", "masking.causal.upper_triangle_zero"]
+    alone = nnspec(["run", "-b", "numpy", "--spec", "masking.yaml", *chosen, *QUICK], tmp_path)
+    assert alone.code == 0, alone.out
+    assert [r["status"] for r in alone.records().values()] == ["pass", "pass"]
+    # A dependency in no file given nor in the shipped catalogue: only its property is not run.
+    assert shipped.count("depends_on: [attention.sdpa.matches_formula]") >= 1
+    (tmp_path / "masking.yaml").write_text(
+        shipped.replace("depends_on: [attention.sdpa.matches_formula]", "depends_on: [nowhere.at.all]", 1))
+    broken = nnspec(["run", "-b", "numpy", "--spec", "masking.yaml", *chosen, *QUICK], tmp_path)
+    assert broken.code == 1, broken.out
+    assert broken.document is not None and broken.document["status"] == "complete"
+    records = broken.records()
+    not_run = records[("masking.causal.future_independence", "numpy:cpu")]
+    assert not_run["status"] == "error"
+    assert "not run:" in not_run["message"] and "'depends_on.0' names 'nowhere.at.all'" in not_run["message"]
+    assert records[("masking.causal.upper_triangle_zero", "numpy:cpu")]["status"] == "pass"
+    assert len(broken.document["results"]) == len(broken.jsonl) == 2  # nothing lost
+
+
 @pytest.mark.parametrize(("row", "args", "fragment"), OPTION_ROWS, ids=[row[0] for row in OPTION_ROWS])
 def test_usage_row(tmp_path: Path, row: str, args: list[str], fragment: str) -> None:
     (tmp_path / "blocker").write_text("a file where a folder is expected")
@@ -129,7 +179,7 @@ def test_requires_nothing_selected_provides_is_said(tmp_path: Path) -> None:
     assert [r["status"] for r in outcome.document["results"]] == ["skip"] == [r["status"] for r in outcome.jsonl]
 
 
-def _interrupt(tmp_path: Path, sign: int, workers: int) -> tuple[float, object]:
+def _interrupt(tmp_path: Path, sign: int, workers: int) -> tuple[float, Outcome]:
     command = [sys.executable, "-m", "nnspec.cli", "run", "-b", F + "Slow", "-p", "softmax.*",
                "--max-examples", "3", "--no-claims", "-j", str(workers), "--json", str(tmp_path / "out.json"),
                "--html", str(tmp_path / "out.html"), "--junitxml", str(tmp_path / "out.xml")]
