@@ -72,9 +72,8 @@ def test_partition_covers_every_pair_once_and_balances(pairs: int, shards: int) 
     assert sorted(pair for part in parts for pair in part) == sorted(costs)
     assert all(parts), "with at most as many shards as pairs, no shard is empty"
     loads = [sum(costs[pair] for pair in part) for part in parts]
-    assert max(loads) - min(loads) <= max(
-        costs.values()
-    )  # longest-first never overshoots by more than one pair
+    # Longest-first never leaves two shards further apart than the costliest pair.
+    assert max(loads) - min(loads) <= max(costs.values())
 
 
 def test_more_shards_than_pairs_leaves_the_extra_shards_empty() -> None:
