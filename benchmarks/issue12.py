@@ -9,7 +9,7 @@
    ``--workers 2`` (speedup, and whether the records are identical apart from timings);
 3. the median time for the default profile to reject a mutant (``benchmarks/kill_matrix.py``).
 
-Usage: python benchmarks/issue12.py [--examples 300] [--repeat 3] [--topic T ...] [--skip-catalogue]
+Usage: python benchmarks/issue12.py [--examples 300] [--repeat 3] [--topic T ...] [--keep DIR] [--skip-examples] [--skip-catalogue]
        [--skip-kill] [--kill-module reference_mutants ...]
 """
 
@@ -231,8 +231,17 @@ def _compile_share(records: list[dict[str, Any]], target: str) -> tuple[float, f
     return sum(r["time_s"] for r in chosen), sum(r.get("compile_s") or 0.0 for r in chosen)
 
 
-def _without_timings(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{key: value for key, value in record.items() if key not in TIMINGS} for record in records]
+def differences(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> list[str]:
+    """Where two runs' records differ, timings aside: one line per (property, target, field)."""
+    if [(r["property"], r["backend"]) for r in first] != [(r["property"], r["backend"]) for r in second]:
+        return ["the two runs hold different (property, target) pairs"]
+    found = []
+    for one, other in zip(first, second, strict=True):
+        for key in sorted(set(one) | set(other)):
+            if key not in TIMINGS and one.get(key) != other.get(key):
+                shown = f"{str(one.get(key))[:80]!r} vs {str(other.get(key))[:80]!r}"
+                found.append(f"{one['property']} [{one['backend']}] {key}: {shown}")
+    return found
 
 
 def catalogue(folder: Path, topics: list[str]) -> list[str]:
@@ -246,7 +255,8 @@ def catalogue(folder: Path, topics: list[str]) -> list[str]:
     parallel_wall, parallel_code, parallel = nnspec_run(
         [*targets, "--workers", "2"], folder / "workers2.json", cache
     )
-    identical = _without_timings(serial) == _without_timings(parallel)
+    differing = differences(serial, parallel)
+    statuses_agree = [r["status"] for r in serial] == [r["status"] for r in parallel]
     per_target = ", ".join(
         f"{target} {_compile_share(serial, target)[0]:.1f} s"
         for target in sorted({r["backend"] for r in serial})
@@ -261,7 +271,9 @@ def catalogue(folder: Path, topics: list[str]) -> list[str]:
         f"   jax:cpu warm cache: property time {warm_time:.1f} s, compiling {warm_compile:.1f} s "
         f"= {warm_compile / warm_time:.0%} of jax time",
         f"   --workers 2: wall {parallel_wall:.1f} s (exit {parallel_code}), speedup {serial_wall / parallel_wall:.2f}x "
-        f"over serial; records identical apart from timings: {'yes' if identical else 'NO'}",
+        f"over serial; records identical apart from timings: {'yes' if not differing else 'NO'}"
+        f" (statuses {'agree' if statuses_agree else 'DIFFER'})",
+        *(f"     differs: {line}" for line in differing[:8]),
     ]
 
 
@@ -289,6 +301,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-examples", action="store_true", help="leave out the examples/s table")
+    parser.add_argument("--keep", type=Path, help="keep the catalogue runs' documents in this folder")
     parser.add_argument(
         "--skip-catalogue", action="store_true", help="leave out the catalogue runs (minutes)"
     )
@@ -307,8 +321,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs", flush=True)
-    lines = examples_per_second(args.examples, args.repeat)
-    if not args.skip_catalogue:
+    lines = [] if args.skip_examples else examples_per_second(args.examples, args.repeat)
+    if not args.skip_catalogue and args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        lines += catalogue(args.keep, args.topic)
+    elif not args.skip_catalogue:
         with tempfile.TemporaryDirectory() as folder:
             lines += catalogue(Path(folder), args.topic)
         print("\n".join(lines[-5:]), flush=True)
