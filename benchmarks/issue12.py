@@ -10,7 +10,7 @@
 3. the median time for the default profile to reject a mutant (``benchmarks/kill_matrix.py``).
 
 Usage: python benchmarks/issue12.py [--examples 300] [--repeat 3] [--topic T ...] [--keep DIR] [--skip-examples] [--skip-catalogue]
-       [--skip-kill] [--kill-module reference_mutants ...]
+       [--skip-kill] [--kill-module MODULE ...]
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def main() -> None:
         "--kill-module",
         action="append",
         default=None,
-        help="mutant modules for the median (default: reference_mutants; 'all' for every one)",
+        help="only the mutants of these modules for the median (default: every module)",
     )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs", flush=True)
@@ -328,10 +328,8 @@ def main() -> None:
     elif not args.skip_catalogue:
         with tempfile.TemporaryDirectory() as folder:
             lines += catalogue(Path(folder), args.topic)
-        print("\n".join(lines[-5:]), flush=True)
     if not args.skip_kill:
-        modules = args.kill_module or ["reference_mutants"]
-        lines += kill_median([] if modules == ["all"] else modules)
+        lines += kill_median(args.kill_module or [])
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print("\n" + "\n".join(lines))
 
