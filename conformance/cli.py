@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--require-targets", action="append", metavar="PATTERN",
                      help="target glob, e.g. 'torch:cuda*' (repeatable): exit with status 2 when a matching "
                           "target is unavailable or only skipped, so a GPU job cannot pass on a CPU")
+    run.add_argument("--shard", metavar="I/N",
+                     help="run only shard I of N (1-based) of the (property, target) pairs, balanced by "
+                          "--shard-durations; merge the shards' JSON with 'nnspec report'")
+    run.add_argument("--shard-durations", metavar="PATH",
+                     help="an earlier run's results .json/.jsonl whose times balance the shards (the same file "
+                          "on every shard; default: an estimate from examples and backend)")
     _add_spec_option(run)
 
     listing = commands.add_parser("list", help="list the properties")
@@ -199,11 +205,24 @@ def _command_run(args: argparse.Namespace) -> int:
                          spec_paths=args.spec, memory_limit_mb=args.memory_limit)
     plan = RunPlan(catalogue, targets, chosen, spec_paths=args.spec)
     pool = prepare(plan)
+    shard_note = ""
+    if args.shard:
+        from nnspec.sharding import parse_shard, restrict
+
+        shard = parse_shard(args.shard)
+        total = restrict(plan, options, shard, args.shard_durations)
+        shard_note = f", shard {shard}: {len(plan.pairs())} of {total} pairs"
+        if not plan.selected:
+            # Only possible with more shards than pairs (a longest-first split leaves none empty otherwise).
+            print(f"nnspec run: shard {shard} has no pair: {total} pairs split into {shard.count} shards; "
+                  "the other shards check every pair", file=sys.stderr)
+    elif args.shard_durations:
+        raise NnspecError(f"--shard-durations {args.shard_durations!r} is only read with --shard I/N")
     json_path = Path(args.json)
     jsonl_path = json_path.with_suffix(".jsonl")
     available = sorted({t.target for _, t in plan.targets})
     print(f"nnspec {_version()}: {len(chosen)} properties x {len(plan.targets)} targets "
-          f"({', '.join(available) or 'none available'}), profile {args.profile}, seed {args.seed}")
+          f"({', '.join(available) or 'none available'}), profile {args.profile}, seed {args.seed}{shard_note}")
     for name, reason in unavailable.items():
         print(f"  {name}: unavailable ({reason})")
     if args.require_targets:

@@ -117,16 +117,20 @@ class RunOptions:
             raise NnspecError(f"unknown profile; expected one of {sorted(PROFILES)}. Received: {self.profile!r}")
 
 
-def _settings(prop: Property, options: RunOptions, statistical: bool) -> settings:
+def examples_for(prop: Property, options: RunOptions, statistical: bool) -> int:
+    """How many examples Hypothesis runs for ``prop`` under ``options`` (the profile's, or the override)."""
     profile = PROFILES[options.profile]
     if options.max_examples:
-        examples = options.max_examples
-    elif statistical:
-        examples = STATISTICAL_EXAMPLES[options.profile]
-    elif prop.examples:  # a property's own count is stated for the default profile
-        examples = max(1, round(prop.examples * profile["max_examples"] / PROFILES["default"]["max_examples"]))
-    else:
-        examples = profile["max_examples"]
+        return options.max_examples
+    if statistical:
+        return STATISTICAL_EXAMPLES[options.profile]
+    if prop.examples:  # a property's own count is stated for the default profile
+        return max(1, round(prop.examples * profile["max_examples"] / PROFILES["default"]["max_examples"]))
+    return int(profile["max_examples"])
+
+
+def _settings(prop: Property, options: RunOptions, statistical: bool) -> settings:
+    examples = examples_for(prop, options, statistical)
     database = options.database
     if database is None:
         database = DirectoryBasedExampleDatabase(str(database_path()))
@@ -473,11 +477,16 @@ class RunPlan:
     targets: list[tuple[str, BackendTarget]]  # (selector the user gave, target)
     properties: list[Property] = field(default_factory=list)
     spec_paths: list[str] | None = None  # where the catalogue came from, for worker processes
+    #: Only these (property id, target) pairs, e.g. one shard's (:mod:`nnspec.sharding`); None: all.
+    selected: set[tuple[str, str]] | None = None
 
     def pairs(self) -> list[tuple[Property, str, BackendTarget]]:
         chosen = self.properties or self.catalogue.properties
-        return [(prop, selector, target) for prop in sorted(chosen, key=lambda p: p.id)
-                for selector, target in sorted(self.targets, key=lambda t: t[1].target)]
+        pairs = [(prop, selector, target) for prop in sorted(chosen, key=lambda p: p.id)
+                 for selector, target in sorted(self.targets, key=lambda t: t[1].target)]
+        if self.selected is None:
+            return pairs
+        return [pair for pair in pairs if (pair[0].id, pair[2].target) in self.selected]
 
 
 class BackendPool:

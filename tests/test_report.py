@@ -569,3 +569,12 @@ def test_the_diff_page_survives_any_string_too():
     page = render_diff_html(diff(old, new))
     page.encode("utf-8")  # strict: no lone surrogate left
     assert "\\x1b" in page and "\\udc80" in page
+
+
+def test_record_detail_shows_compile_time_where_the_backend_compiled():
+    run = document([prop("softmax.a"), prop("softmax.b")],
+                   [record("softmax.a", "jax:cpu", "pass", compile_s=1.375), record("softmax.b", "jax:cpu", "pass"),
+                    record("softmax.b", "numpy:cpu", "pass", compile_s=None)])
+    details = details_from_html(render_report(run))
+    assert "1.38 s compiling" in details["softmax.a"]
+    assert "compiling" not in details["softmax.b"]
