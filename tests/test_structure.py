@@ -85,7 +85,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {"nnspec.registry", "nnspec.checkers.*", "nnspec.claims", "nnspec.claim_checks.*"},
     ),
     ("loading the catalogue", {"nnspec.spec_loader", "nnspec.divergences"}),
-    ("the runner", {"nnspec.runner", "nnspec.supervisor"}),
+    ("the runner", {"nnspec.runner", "nnspec.supervisor", "nnspec.sharding"}),
     ("the faces", {"nnspec.cli", "nnspec.pytest_plugin", "nnspec.coverage", "nnspec.gpu"}),
 ]
 
