@@ -13,6 +13,8 @@ from typing import Any
 
 from nnspec.errors import NnspecError
 
+#: The dtypes a spec's domain may name (conformance/schema/spec-v1.json).
+DTYPES = ("float64", "float32", "float16", "bfloat16")
 STATUS_MARK = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "xfail": "xfail", "xpass": "XPASS"}
 
 
@@ -64,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
     run.add_argument("--no-claims", action="store_true",
                      help="leave the documents' claims out of the results (they are checked by default)")
+    run.add_argument("--divergences", action="append", metavar="FILE",
+                     help="a known-divergence file (the format of backends/divergences/*.txt) applied on top of "
+                          "each backend's own (repeatable)")
+    run.add_argument("--dtype", action="append", choices=DTYPES, metavar="DTYPE",
+                     help=f"check only this dtype, one of {', '.join(DTYPES)} (repeatable; default: every dtype "
+                          "of each property's domain)")
     run.add_argument("--require-targets", action="append", metavar="PATTERN",
                      help="target glob, e.g. 'torch:cuda*' (repeatable): exit with status 2 when a matching "
                           "target is unavailable or only skipped, so a GPU job cannot pass on a CPU")
@@ -72,12 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list the properties")
     listing.add_argument("--topic", action="append")
     listing.add_argument("--format", choices=["table", "json"], default="table")
+    listing.add_argument("--reaches", metavar="PRIMITIVE",
+                         help="only the properties that call this backend primitive, directly or through a "
+                              "composite built from it (e.g. attention)")
     _add_spec_option(listing)
 
     lint = commands.add_parser("lint", help="validate spec files against the schema")
     lint.add_argument("paths", nargs="*", help="spec files or folders (default: the shipped specs)")
 
-    commands.add_parser("backends", help="list the backends found, their targets, and why any is unavailable")
+    backends = commands.add_parser("backends", help="list the backends found, their targets, and why any is unavailable")
+    backends.add_argument("--detail", action="store_true",
+                          help="also, per backend class: the primitives it implements itself, those it inherits "
+                               "and from which class, stubs, composites and fused kernels, its divergence entries")
 
     report = commands.add_parser("report", help="merge result JSON files into one HTML report")
     report.add_argument("inputs", nargs="+", help="results .json (or .jsonl) files")
@@ -181,7 +195,17 @@ def _write_outputs(document: Any, json_path: Path, args: argparse.Namespace) -> 
             temporary.unlink(missing_ok=True)
 
 
+def _check_dtypes(dtypes: tuple[str, ...], backends: dict[str, Any]) -> None:
+    """Refuse a ``--dtype`` that no selected target computes in: it would check nothing."""
+    for dtype in dtypes:
+        if not any(backend.supports_dtype(dtype) for backend in backends.values()):
+            raise NnspecError(f"--dtype {dtype}: no selected target computes in it "
+                              f"({', '.join(f'{name}: {list(b.dtypes)}' for name, b in sorted(backends.items()))}). "
+                              f"Received: {dtype!r}")
+
+
 def _command_run(args: argparse.Namespace) -> int:
+    from nnspec.divergences import load_all
     from nnspec.reports.console import output_lines, summarise_skips
     from nnspec.runner import RunOptions, RunPlan, exit_status, failed_must, prepare, run, select_targets
     from nnspec.spec_loader import load_catalogue
@@ -190,11 +214,15 @@ def _command_run(args: argparse.Namespace) -> int:
         _check_output(path, option)
     catalogue = load_catalogue(args.spec)
     chosen = _select(catalogue, args.property, args.topic)
+    divergence_files = tuple(args.divergences or ())
+    load_all(divergence_files)  # a missing or malformed file is a usage error before anything runs
     targets, unavailable = select_targets(args.backend)
     options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples,
-                         spec_paths=args.spec)
+                         spec_paths=args.spec, divergence_files=divergence_files,
+                         dtypes=tuple(dict.fromkeys(args.dtype or ())))
     plan = RunPlan(catalogue, targets, chosen, spec_paths=args.spec)
-    pool = prepare(plan)
+    pool = prepare(plan, divergence_files)
+    _check_dtypes(options.dtypes, pool.instances)
     json_path = Path(args.json)
     jsonl_path = json_path.with_suffix(".jsonl")
     available = sorted({t.target for _, t in plan.targets})
@@ -268,8 +296,12 @@ def _command_list(args: argparse.Namespace) -> int:
 
     catalogue = load_catalogue(args.spec)
     chosen = _select(catalogue, None, args.topic)
+    routes: dict[str, list[str]] = {}
+    if args.reaches:
+        routes = _reaching(chosen, args.reaches)
+        chosen = [p for p in chosen if p.id in routes]
     if args.format == "json":
-        print(json.dumps([p.metadata() for p in chosen], indent=1))
+        print(json.dumps([p.metadata() | ({"reaches": routes[p.id]} if routes else {}) for p in chosen], indent=1))
         return 0
     width = max((len(p.id) for p in chosen), default=10)
     for prop in chosen:
@@ -277,8 +309,37 @@ def _command_list(args: argparse.Namespace) -> int:
         print(f"{prop.id:<{width}}  {prop.level:<6}  {prop.title}")
         print(f"{'':<{width}}          from: {source.document} / {source.question}"
               + (f" (+{len(prop.source) - 1} more)" if len(prop.source) > 1 else ""))
-    print(f"\n{len(chosen)} properties in {len({p.topic for p in chosen})} topics")
+        if routes:
+            print(f"{'':<{width}}          reaches {args.reaches}: {'; '.join(routes[prop.id])}")
+    print(f"\n{len(chosen)} properties in {len({p.topic for p in chosen})} topics"
+          + (f" reach {args.reaches}" if args.reaches else ""))
     return 0
+
+
+def _reaching(properties: list[Any], primitive: str) -> dict[str, list[str]]:
+    """For each property that calls ``primitive``, how: directly or through a composite.
+
+    What a property calls is its checker's ``requires`` and its spec's ``requires:``; a composite
+    (``multi_head_attention``) reaches the lower primitives it is composed from
+    (:data:`nnspec.backends.base.COMPOSITES`) on every backend that does not fuse it.
+    """
+    import difflib
+
+    from nnspec import registry
+    from nnspec.backends.base import COMPOSITES, PRIMITIVES
+
+    if primitive not in PRIMITIVES:
+        near = difflib.get_close_matches(primitive, PRIMITIVES, n=1)
+        raise NnspecError(f"--reaches: not a backend primitive{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                          f"the primitives are {', '.join(PRIMITIVES)}. Received: {primitive!r}")
+    routes: dict[str, list[str]] = {}
+    for prop in properties:
+        called = dict.fromkeys((*registry.get(prop.check).requires, *prop.requires))
+        found = ["directly"] if primitive in called else []
+        found += [f"through {name} (unless fused)" for name in called if primitive in COMPOSITES.get(name, ())]
+        if found:
+            routes[prop.id] = found
+    return routes
 
 
 def _command_lint(args: argparse.Namespace) -> int:
@@ -302,18 +363,64 @@ def _command_backends(args: argparse.Namespace) -> int:
     from nnspec.backends.base import PRIMITIVES
     from nnspec.backends.discovery import discover
 
+    classes: dict[type, list[str]] = {}
     for target in discover():
+        backend_class = target.backend_class
+        if backend_class is not None:
+            classes.setdefault(backend_class, []).append(target.target)
+        note = "" if backend_class is None or backend_class.in_default_run else (
+            f" (not in the default run; select with -b {target.target.split(':')[0]})")
         if not target.is_available:
-            print(f"{target.target:<24} unavailable: {target.reason}")
+            print(f"{target.target:<24} unavailable{note}: {target.reason}")
             continue
         backend = target.instantiate()
         have = [name for name in PRIMITIVES if backend.supports(name)]
         missing = [name for name in PRIMITIVES if not backend.supports(name)]
-        print(f"{target.target:<24} available; dtypes {', '.join(backend.dtypes)}")
+        print(f"{target.target:<24} available{note}; dtypes {', '.join(backend.dtypes)}")
         print(f"{'':<24} primitives: {', '.join(have)}")
         if missing:
             print(f"{'':<24} missing (their properties are not applicable): {', '.join(missing)}")
+    if args.detail:
+        for backend_class, names in classes.items():
+            print("\n" + "\n".join(_class_detail(backend_class, names)))
     return 0
+
+
+def _class_detail(backend_class: type, targets: list[str]) -> list[str]:
+    """What one backend class implements itself, inherits (and from which class), leaves as stubs."""
+    from nnspec import divergences
+    from nnspec.backends.base import COMPOSITES, PRIMITIVES
+
+    def name(klass: type) -> str:
+        return f"{klass.__module__}.{klass.__qualname__}"
+
+    own, inherited, stubs = [], [], []
+    for primitive in PRIMITIVES:
+        owner = backend_class.implemented_by(primitive)
+        if owner is None:
+            stubs.append(primitive)
+        elif owner is backend_class:
+            own.append(primitive)
+        else:
+            inherited.append(f"{primitive} from {owner.__qualname__}")
+    lines = [f"{name(backend_class)} (targets {', '.join(targets)})",
+             f"  own:       {', '.join(own) or 'none'}",
+             f"  inherited: {', '.join(inherited) or 'none'}",
+             f"  stubs (their properties are not applicable): {', '.join(stubs) or 'none'}"]
+    composed = [f"{composite} from {', '.join(parts)}" for composite, parts in COMPOSITES.items()
+                if composite not in backend_class.fused and composite not in stubs]
+    lines.append(f"  composed from its own primitives: {'; '.join(composed) or 'none'}")
+    lines.append(f"  fused (a kernel of its own): {', '.join(sorted(backend_class.fused)) or 'none'}")
+    if backend_class.variant_primitives:
+        in_play = backend_class.variant_primitives_in_play()
+        lines.append(f"  on variant targets: {', '.join(p for p in PRIMITIVES if p in in_play) or 'no variant targets'}")
+    try:
+        entries = divergences.for_backend(backend_class)
+        lines.append(f"  known divergences: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+                     + ("" if backend_class.inherit_divergences else " (its own file only)"))
+    except NnspecError as error:
+        lines.append(f"  known divergences: unreadable: {error}")
+    return lines
 
 
 def _command_report(args: argparse.Namespace) -> int:

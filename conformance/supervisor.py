@@ -38,7 +38,7 @@ def _worker_main(connection: Connection, options: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from nnspec.runner import BackendPool, error_record, run_property
 
-    pool = BackendPool()
+    pool = BackendPool(options.divergence_files)
     while True:
         try:
             task = connection.recv()
