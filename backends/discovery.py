@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -95,6 +97,14 @@ def _targets_of(label: str, path: str, wanted: str | None) -> list[BackendTarget
     return result
 
 
+def _current_folder_importable() -> None:
+    """Put the current folder first on ``sys.path``, as ``python -m`` does, so that a backend named
+    by import path (``mykernels.softmax:Base2SoftmaxBackend``) imports from where nnspec is run."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
 def resolve(selector: str) -> list[BackendTarget]:
     """Targets for one ``--backend`` value.
 
@@ -108,6 +118,7 @@ def resolve(selector: str) -> list[BackendTarget]:
         return _targets_of(head, names[head], device or None)
     if ":" in selector:
         path, _, wanted = selector.partition("@")
+        _current_folder_importable()
         return _targets_of(path, path, wanted or None)
     raise BackendError(
         f"unknown backend {selector!r}. Known names: {sorted(names)}; "

@@ -468,6 +468,20 @@ def select_targets(selectors: list[str] | None) -> tuple[list[tuple[str, Backend
     return targets, unavailable
 
 
+#: The dtypes a spec's domain may name (conformance/schema/spec-v1.json), for ``--dtype``.
+DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+
+
+def check_dtypes(dtypes: Sequence[str], backends: dict[str, Backend]) -> None:
+    """Refuse a ``--dtype`` that no selected target computes in (it would check nothing): exit 2."""
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise NnspecError(f"--dtype: expected one of {', '.join(DTYPES)}. Received: {dtype!r}")
+        if not any(backend.supports_dtype(dtype) for backend in backends.values()):
+            computed = "; ".join(f"{name}: {', '.join(b.dtypes)}" for name, b in sorted(backends.items()))
+            raise NnspecError(f"--dtype {dtype}: no selected target computes in it ({computed}). Received: {dtype!r}")
+
+
 def prepare(plan: RunPlan, divergence_files: Sequence[str] = ()) -> BackendPool:
     """The plan stage of a run: every target must be one that can run, and names must not collide.
 
