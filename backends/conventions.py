@@ -140,7 +140,9 @@ def gate_permutation(source: str, target: str) -> list[int]:
     """
     source_gates, target_gates = _canonical(source), _canonical(target)
     if sorted(source_gates) != sorted(target_gates) or len(set(source_gates)) != len(source_gates):
-        raise ValueError(f"gate orders must name the same distinct gates. Received: {source!r} and {target!r}")
+        raise ValueError(
+            f"gate orders must name the same distinct gates. Received: {source!r} and {target!r}"
+        )
     return [source_gates.index(gate) for gate in target_gates]
 
 
@@ -158,8 +160,10 @@ def permute_gates(weights: Array, source: str, target: str, axis: int = 0) -> Ar
     order = gate_permutation(source, target)
     size = weights.shape[axis]
     if size % len(order):
-        raise ValueError(f"axis {axis} of length {size} does not split into {len(order)} gate blocks "
-                         f"({source!r}). Received: shape {tuple(weights.shape)}")
+        raise ValueError(
+            f"axis {axis} of length {size} does not split into {len(order)} gate blocks "
+            f"({source!r}). Received: shape {tuple(weights.shape)}"
+        )
     width = size // len(order)
     position = axis % weights.ndim
 

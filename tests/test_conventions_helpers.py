@@ -27,6 +27,7 @@ def test_docstring_examples_hold() -> None:
 def test_layout_round_trip_and_attention_in_the_other_layout() -> None:
     q, k, v = (RNG.normal(size=(2, 3, 5, 4)) for _ in range(3))
     assert np.array_equal(conventions.bshd_to_bhsd(conventions.bhsd_to_bshd(q)), q)
+
     # An attention written for (B, S, H, D) inputs, wrapped with the helpers, is the reference.
     def attention_bshd(q_: np.ndarray, k_: np.ndarray, v_: np.ndarray) -> np.ndarray:
         logits = np.einsum("blhd,bshd->bhls", q_, k_) / np.sqrt(q_.shape[-1])
@@ -53,11 +54,21 @@ def test_masks_in_every_form_give_the_reference_attention() -> None:
 
 def test_keras_lstm_and_gru_orders_convert_to_the_reference_cells() -> None:
     batch, inputs, hidden = 2, 3, 4
-    x, h, c = RNG.normal(size=(batch, inputs)), RNG.normal(size=(batch, hidden)), RNG.normal(size=(batch, hidden))
+    x, h, c = (
+        RNG.normal(size=(batch, inputs)),
+        RNG.normal(size=(batch, hidden)),
+        RNG.normal(size=(batch, hidden)),
+    )
     # An LSTM cell written in the i, c, f, o order (TensorFlow's LSTMBlockCell).
-    w_ih, w_hh, b = RNG.normal(size=(4 * hidden, inputs)), RNG.normal(size=(4 * hidden, hidden)), RNG.normal(size=4 * hidden)
-    theirs = {name: conventions.permute_gates(value, "ifgo", "icfo") for name, value in
-              {"w_ih": w_ih, "w_hh": w_hh, "b": b}.items()}
+    w_ih, w_hh, b = (
+        RNG.normal(size=(4 * hidden, inputs)),
+        RNG.normal(size=(4 * hidden, hidden)),
+        RNG.normal(size=4 * hidden),
+    )
+    theirs = {
+        name: conventions.permute_gates(value, "ifgo", "icfo")
+        for name, value in {"w_ih": w_ih, "w_hh": w_hh, "b": b}.items()
+    }
     gates = x @ theirs["w_ih"].T + h @ theirs["w_hh"].T + theirs["b"]
     i, g, f, o = np.split(gates, 4, axis=-1)
     c_next = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
@@ -66,11 +77,17 @@ def test_keras_lstm_and_gru_orders_convert_to_the_reference_cells() -> None:
     np.testing.assert_allclose(h_next, expected_h, rtol=1e-12)
     np.testing.assert_allclose(c_next, expected_c, rtol=1e-12)
     # A keras GRU (z, r, h blocks; reset_after) with its (I, 3N) kernel layout: permute along the last axis.
-    params = {"w_ih": RNG.normal(size=(3 * hidden, inputs)), "w_hh": RNG.normal(size=(3 * hidden, hidden)),
-              "b_ih": RNG.normal(size=3 * hidden), "b_hh": RNG.normal(size=3 * hidden)}
+    params = {
+        "w_ih": RNG.normal(size=(3 * hidden, inputs)),
+        "w_hh": RNG.normal(size=(3 * hidden, hidden)),
+        "b_ih": RNG.normal(size=3 * hidden),
+        "b_hh": RNG.normal(size=3 * hidden),
+    }
     kernel = conventions.permute_gates(params["w_ih"].T, "rzn", "zrh", axis=-1)
     recurrent = conventions.permute_gates(params["w_hh"].T, "rzn", "zrh", axis=-1)
-    b_input, b_recurrent = (conventions.permute_gates(params[name], "rzn", "zrh") for name in ("b_ih", "b_hh"))
+    b_input, b_recurrent = (
+        conventions.permute_gates(params[name], "rzn", "zrh") for name in ("b_ih", "b_hh")
+    )
     x_z, x_r, x_h = np.split(x @ kernel + b_input, 3, axis=-1)
     h_z, h_r, h_h = np.split(h @ recurrent + b_recurrent, 3, axis=-1)
     z, r = _sigmoid(x_z + h_z), _sigmoid(x_r + h_r)
@@ -82,7 +99,7 @@ def test_keras_lstm_and_gru_orders_convert_to_the_reference_cells() -> None:
 
 def test_gate_orders_are_checked() -> None:
     assert conventions.gate_permutation("iofc", "ifgo") == [0, 2, 3, 1]
-    with pytest.raises(ValueError, match="same distinct gates. Received: 'ifgo' and 'rzn'"):
+    with pytest.raises(ValueError, match=r"same distinct gates\. Received: 'ifgo' and 'rzn'"):
         conventions.gate_permutation("ifgo", "rzn")
     with pytest.raises(ValueError, match="does not split into 4 gate blocks"):
         conventions.permute_gates(np.zeros(6), "ifgo", "icfo")
