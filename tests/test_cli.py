@@ -15,6 +15,7 @@ from nnspec.backends import discovery
 from nnspec.backends.numpy import NumpyBackend
 from nnspec.cli import main
 
+pytest_plugins = ["pytester"]
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
@@ -223,3 +224,29 @@ def test_dtype_restricts_the_dtypes_drawn(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "--dtype bfloat16: no selected target computes in it" in refused.stderr
     unknown = nnspec("run", "-b", "numpy", "--dtype", "float8", "-p", "softmax.*", "--json", str(tmp_path / "r.json"))
     assert unknown.returncode == 2 and "Received: 'float8'" in unknown.stderr
+
+
+def test_the_pytest_plugin_takes_divergence_files_and_dtypes(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", softmax=(REPOSITORY / "spec" / "softmax.yaml").read_text())
+    pytester.makepyfile(unnormalised_kernels=(
+        "from typing import ClassVar\n"
+        "from nnspec.backends.numpy import NumpyBackend\n\n"
+        "class Unnormalised(NumpyBackend):\n"
+        "    name: ClassVar[str] = 'unnormalised'\n\n"
+        "    def softmax(self, x, axis=-1):\n"
+        "        return 2 * super().softmax(x, axis)\n"
+    ))
+    pytester.makefile(".txt", known="softmax.rows.sum_to_one  unnormalised:cpu  # rows sum to two on purpose\n")
+    options = ["-q", "-p", "no:cacheprovider", "-k", "sum_to_one and not attention_weights", "--backend", "unnormalised_kernels:Unnormalised",
+               "--nnspec-profile", "quick"]
+    failing = pytester.runpytest_subprocess(*options)
+    failing.assert_outcomes(failed=1)
+    declared = pytester.runpytest_subprocess(*options, "--nnspec-divergences", "known.txt", "--nnspec-dtype", "float32")
+    declared.assert_outcomes(xfailed=1)
+    # Refused before any check runs, as a pytest.UsageError (raised while collecting).
+    missing = pytester.runpytest_subprocess(*options, "--nnspec-divergences", "absent.txt")
+    assert missing.ret not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    missing.stdout.fnmatch_lines(["*UsageError: nnspec: *divergence file not found*'absent.txt'*"])
+    refused = pytester.runpytest_subprocess(*options, "--nnspec-dtype", "bfloat16")
+    assert refused.ret not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    refused.stdout.fnmatch_lines(["*UsageError: nnspec: --dtype bfloat16: no selected target computes in it*"])
