@@ -9,9 +9,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnspec.errors import NnspecError
+
+if TYPE_CHECKING:
+    from nnspec.backends.base import Backend
 
 STATUS_MARK = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "xfail": "xfail", "xpass": "XPASS"}
 
@@ -361,7 +364,7 @@ def _command_backends(args: argparse.Namespace) -> int:
     from nnspec.backends.base import PRIMITIVES
     from nnspec.backends.discovery import discover
 
-    classes: dict[type, list[str]] = {}
+    classes: dict[type[Backend], list[str]] = {}
     for target in discover():
         backend_class = target.backend_class
         if backend_class is not None:
@@ -384,7 +387,7 @@ def _command_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-def _class_detail(backend_class: type, targets: list[str]) -> list[str]:
+def _class_detail(backend_class: type[Backend], targets: list[str]) -> list[str]:
     """What one backend class implements itself, inherits (and from which class), leaves as stubs."""
     from nnspec import divergences
     from nnspec.backends.base import COMPOSITES, PRIMITIVES
