@@ -370,7 +370,7 @@ def _command_backends(args: argparse.Namespace) -> int:
         if backend_class is not None:
             classes.setdefault(backend_class, []).append(target.target)
         note = "" if backend_class is None or backend_class.in_default_run else (
-            f" (not in the default run; select with -b {target.target.split(':')[0]})")
+            f" (not in the default run; select with -b {target.selector.partition(':')[0]})")
         if not target.is_available:
             print(f"{target.target:<24} unavailable{note}: {target.reason}")
             continue
