@@ -16,6 +16,7 @@ overriding one primitive is the documented way to test a single custom kernel.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,6 +53,15 @@ PRIMITIVES: tuple[str, ...] = (
 )
 
 
+#: Composite primitives and the lower primitives a backend composes each from by default (through
+#: ``self``, so an override of a lower primitive is checked wherever it is composed). A backend
+#: that computes a composite with a fused kernel instead lists it in :attr:`Backend.fused`.
+COMPOSITES: dict[str, tuple[str, ...]] = {
+    "multi_head_attention": ("attention",),
+    "lstm_sequence": ("lstm_cell",),
+}
+
+
 class Unavailable(Exception):
     """Raised by a backend's constructor when it cannot run here; the message says why."""
 
@@ -81,6 +91,28 @@ class Backend:
     #: A backend that compiles once per input shape (JAX) sets this to n: each property then
     #: draws its sizes from n fixed shapes per run instead of freely, bounding compilation.
     shape_pool: ClassVar[int | None] = None
+    #: Every device this backend runs on, each with the variants offered there (a variant pins one
+    #: kernel: torch's ``cpu/math``). :meth:`targets` lists ``device`` and ``device/variant``.
+    device_variants: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ()}
+    #: The primitives whose result depends on a variant's kernel: a variant target supports only
+    #: these, and only those that still reach the kernel of the class declaring them
+    #: (:meth:`variant_primitives_in_play`); with none left, no variant target is offered.
+    variant_primitives: ClassVar[frozenset[str]] = frozenset()
+    #: Composites of :data:`COMPOSITES` this class computes with a fused kernel of its own rather
+    #: than from its lower primitives (``nnspec backends --detail`` shows them).
+    fused: ClassVar[frozenset[str]] = frozenset()
+    #: False for a backend left out of a plain ``nnspec run`` (no ``--backend``): it runs only when
+    #: selected by name (``-b NAME``). The ecosystem adapters set it.
+    in_default_run: ClassVar[bool] = True
+    #: This class's own known-divergence file (the format of ``backends/divergences/*.txt``), a
+    #: path relative to the folder of the module that defines the class. Read from the class's own
+    #: body only: a subclass does not get its parent's entries unless it sets
+    #: ``inherit_divergences = True``, and then the parent's target patterns ``parent-name:...``
+    #: apply to ``subclass-name:...`` (see :func:`nnspec.divergences.for_backend`).
+    divergences: ClassVar[str | Path | None] = None
+    #: Whether this class also takes the divergence entries of its base classes (read from the
+    #: class's own body; default False).
+    inherit_divergences: ClassVar[bool] = False
 
     def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
         self.device = device
@@ -96,8 +128,50 @@ class Backend:
 
     @classmethod
     def targets(cls) -> list[str]:
-        """Every ``device[/variant]`` this backend offers, available here or not."""
-        return ["cpu"]
+        """Every ``device[/variant]`` this backend offers, available here or not.
+
+        The devices of :attr:`device_variants`, each followed by its variants; the variants only
+        while some primitive of this class still reaches their kernel.
+        """
+        with_variants = bool(cls.variant_primitives_in_play())
+        return [
+            spec
+            for device, variants in cls.device_variants.items()
+            for spec in (device, *(f"{device}/{variant}" for variant in variants if with_variants))
+        ]
+
+    @classmethod
+    def variant_primitives_in_play(cls) -> frozenset[str]:
+        """The :attr:`variant_primitives` a variant target of this class runs.
+
+        A primitive counts while it is the one of the class that declares ``variant_primitives``
+        (the kernel-pinning class) and, for a composite not in :attr:`fused`, while the lower
+        primitives it is composed from are that class's too. So a subclass of the torch backend
+        that overrides ``attention`` with its own function is run once per device, not once per
+        SDPA kernel; a subclass that routes its override through the kernel on purpose declares
+        ``variant_primitives`` itself. ``vjp`` counts while any other primitive does.
+        """
+        owner = next(k for k in cls.__mro__ if "variant_primitives" in vars(k))
+
+        def own(primitive: str) -> bool:
+            return getattr(cls, primitive, None) is getattr(owner, primitive, None)
+
+        in_play = {
+            primitive for primitive in cls.variant_primitives - {"vjp"}
+            if own(primitive) and (primitive in cls.fused or all(map(own, COMPOSITES.get(primitive, ()))))
+        }
+        if in_play and "vjp" in cls.variant_primitives and own("vjp"):
+            in_play.add("vjp")
+        return frozenset(in_play)
+
+    @classmethod
+    def implemented_by(cls, primitive: str) -> type[Backend] | None:
+        """The class in this one's hierarchy whose body defines ``primitive``; None for a stub."""
+        for klass in cls.__mro__:
+            method = vars(klass).get(primitive)
+            if method is not None:
+                return None if getattr(method, "__nnspec_missing__", False) else klass
+        return None
 
     @classmethod
     def available(cls, device: str = "cpu") -> tuple[bool, str]:
@@ -105,7 +179,13 @@ class Backend:
         return True, ""
 
     def supports(self, primitive: str) -> bool:
-        """Whether this backend implements ``primitive`` (rather than inheriting the stub)."""
+        """Whether this target implements ``primitive`` (rather than inheriting the stub).
+
+        A variant target supports only :meth:`variant_primitives_in_play`: every other primitive
+        is checked once per device, on the plain target.
+        """
+        if self.variant is not None and primitive not in self.variant_primitives_in_play():
+            return False
         method = getattr(type(self), primitive, None)
         return method is not None and not getattr(method, "__nnspec_missing__", False)
 

@@ -6,7 +6,10 @@ A backend that fails to import is reported as unavailable with its error; it nev
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -76,10 +79,12 @@ def _targets_of(label: str, path: str, wanted: str | None) -> list[BackendTarget
         return [BackendTarget(f"{label}:{wanted or '?'}", backend_class, wanted or "?", None,
                               f"{path}.targets() offers no target")]
     if wanted is not None:
-        matches = [t for t in offered if t == wanted or t.split("/")[0] == wanted]
+        # Exactly the target named, or the targets a glob matches: 'cpu' is cpu alone, 'cpu*' its variants too.
+        matches = [t for t in offered if fnmatch.fnmatchcase(t, wanted)]
         if not matches:
             raise BackendError(
-                f"backend {label!r} offers targets {offered}; {wanted!r} is not one of them"
+                f"backend {label!r} offers targets {offered}; {wanted!r} is not one of them "
+                "(nor a glob matching one, such as 'cpu*')"
             )
         offered = matches
     result = []
@@ -92,14 +97,28 @@ def _targets_of(label: str, path: str, wanted: str | None) -> list[BackendTarget
     return result
 
 
+def _current_folder_importable() -> None:
+    """Put the current folder first on ``sys.path``, as ``python -m`` does, so that a backend named
+    by import path (``mykernels.softmax:Base2SoftmaxBackend``) imports from where nnspec is run."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
 def resolve(selector: str) -> list[BackendTarget]:
-    """Targets for one ``--backend`` value: ``numpy``, ``torch:cuda``, or ``pkg.mod:Class[@device]``."""
+    """Targets for one ``--backend`` value.
+
+    ``torch`` is every target of the backend, ``torch:cpu`` exactly that target, ``torch:cpu*``
+    (a shell-style glob) the targets it matches: ``cpu``, ``cpu/math``, ``cpu/flash``. A plug-in
+    named by import path takes ``@`` for the target: ``pkg.mod:Class``, ``pkg.mod:Class@cpu*``.
+    """
     names = entry_point_names()
     head, _, device = selector.partition(":")
     if head in names:
         return _targets_of(head, names[head], device or None)
     if ":" in selector:
         path, _, wanted = selector.partition("@")
+        _current_folder_importable()
         return _targets_of(path, path, wanted or None)
     raise BackendError(
         f"unknown backend {selector!r}. Known names: {sorted(names)}; "
@@ -107,9 +126,16 @@ def resolve(selector: str) -> list[BackendTarget]:
     )
 
 
-def discover() -> list[BackendTarget]:
-    """Every target of every registered backend, sorted by target name."""
+def discover(default_run: bool = False) -> list[BackendTarget]:
+    """Every target of every registered backend, sorted by target name.
+
+    With ``default_run``, only those of a plain ``nnspec run`` (no ``--backend``): a backend class
+    with ``in_default_run = False`` (the ecosystem adapters) is left out; ``-b NAME`` selects it.
+    """
     targets: list[BackendTarget] = []
     for name in sorted(entry_point_names()):
-        targets.extend(resolve(name))
+        found = resolve(name)
+        if default_run and any(t.backend_class is not None and not t.backend_class.in_default_run for t in found):
+            continue
+        targets.extend(found)
     return sorted(targets, key=lambda t: t.target)

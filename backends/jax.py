@@ -309,6 +309,9 @@ class JaxBackend(Backend):
 
     name: ClassVar[str] = "jax"
     dtypes: ClassVar[tuple[str, ...]] = _ALL_DTYPES
+    device_variants: ClassVar[dict[str, tuple[str, ...]]] = _DEVICE_VARIANTS
+    variant_primitives: ClassVar[frozenset[str]] = _VARIANT_PRIMITIVES
+    divergences: ClassVar[str | None] = "divergences/jax.txt"
     #: A hint to input strategies: every new input shape costs a compilation (~0.1-0.5 s here),
     #: so draw each property's shapes from this many seed-chosen shapes per run.
     shape_pool: ClassVar[int | None] = 4
@@ -337,23 +340,10 @@ class JaxBackend(Backend):
     # -- identity ----------------------------------------------------------------------------
 
     @classmethod
-    def targets(cls) -> list[str]:
-        return [
-            spec
-            for device, variants in _DEVICE_VARIANTS.items()
-            for spec in (device, *(f"{device}/{variant}" for variant in variants))
-        ]
-
-    @classmethod
     def available(cls, device: str = "cpu") -> tuple[bool, str]:
         base_device, _, variant = device.partition("/")
         reason = _probe(base_device, variant or None)
         return not reason, reason
-
-    def supports(self, primitive: str) -> bool:
-        if self.variant is not None and primitive not in _VARIANT_PRIMITIVES:
-            return False
-        return bool(super().supports(primitive))
 
     def supports_dtype(self, dtype: str) -> bool:
         if self.variant is not None:
@@ -575,16 +565,18 @@ class JaxBackend(Backend):
         def project(x: Array, name: str) -> Array:
             return x @ params[f"w_{name}"].T + params[f"b_{name}"]
 
-        def split(x: Array) -> Array:  # (B, T, M) -> (B, T, H, M/H): already JAX's layout
+        def split(x: Array) -> Array:  # (B, T, M) -> (B, H, T, M/H)
             batch, length, width = x.shape
-            return x.reshape(batch, length, num_heads, width // num_heads)
+            return x.reshape(batch, length, num_heads, width // num_heads).transpose(0, 2, 1, 3)
 
-        heads = self._dot_product_attention(
+        # Through this backend's own attention (so a subclass's attention is checked here too);
+        # under jit the layout transposes on both sides of it cancel.
+        heads = self.attention(
             split(project(x_q, "q")), split(project(x_kv, "k")), split(project(x_kv, "v")),
-            mask, is_causal, None,
+            mask=mask, is_causal=is_causal,
         )
-        batch, length = heads.shape[:2]
-        return project(heads.reshape(batch, length, -1), "o")
+        batch, _, length, _ = heads.shape
+        return project(heads.transpose(0, 2, 1, 3).reshape(batch, length, -1), "o")
 
     @jit_method("is_causal")
     def linear_attention(self, q: Array, k: Array, v: Array, is_causal: bool = False) -> Array:

@@ -167,6 +167,11 @@ class TorchBackend(Backend):
 
     name: ClassVar[str] = "torch"
     dtypes: ClassVar[tuple[str, ...]] = _ALL_DTYPES
+    device_variants: ClassVar[dict[str, tuple[str, ...]]] = _DEVICE_VARIANTS
+    variant_primitives: ClassVar[frozenset[str]] = _VARIANT_PRIMITIVES
+    divergences: ClassVar[str | None] = "divergences/torch.txt"
+    # lstm_sequence is torch.nn.LSTM's own fused layer, not a loop over lstm_cell.
+    fused: ClassVar[frozenset[str]] = frozenset({"lstm_sequence"})
 
     def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
         super().__init__(device=device, variant=variant)
@@ -180,23 +185,10 @@ class TorchBackend(Backend):
     # -- identity ----------------------------------------------------------------------------
 
     @classmethod
-    def targets(cls) -> list[str]:
-        return [
-            spec
-            for device, variants in _DEVICE_VARIANTS.items()
-            for spec in (device, *(f"{device}/{variant}" for variant in variants))
-        ]
-
-    @classmethod
     def available(cls, device: str = "cpu") -> tuple[bool, str]:
         base_device, _, variant = device.partition("/")
         reason = _probe(base_device, variant or None)
         return not reason, reason
-
-    def supports(self, primitive: str) -> bool:
-        if self.variant is not None and primitive not in _VARIANT_PRIMITIVES:
-            return False
-        return super().supports(primitive)
 
     def supports_dtype(self, dtype: str) -> bool:
         if self.device == "cuda" and self.variant is not None:

@@ -9,9 +9,12 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnspec.errors import NnspecError
+
+if TYPE_CHECKING:
+    from nnspec.backends.base import Backend
 
 STATUS_MARK = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "xfail": "xfail", "xpass": "XPASS"}
 
@@ -67,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
     run.add_argument("--no-claims", action="store_true",
                      help="leave the documents' claims out of the results (they are checked by default)")
+    run.add_argument("--divergences", action="append", metavar="FILE",
+                     help="a known-divergence file (the format of backends/divergences/*.txt) applied on top of "
+                          "each backend's own (repeatable)")
+    run.add_argument("--dtype", action="append", metavar="DTYPE",
+                     help="check only this dtype: float64, float32, float16 or bfloat16 (repeatable; default: "
+                          "every dtype of each property's domain)")
     run.add_argument("--require-targets", action="append", metavar="PATTERN",
                      help="target glob, e.g. 'torch:cuda*' (repeatable): exit with status 2 when a matching "
                           "target is unavailable or only skipped, so a GPU job cannot pass on a CPU")
@@ -81,12 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list the properties")
     listing.add_argument("--topic", action="append")
     listing.add_argument("--format", choices=["table", "json"], default="table")
+    listing.add_argument("--reaches", metavar="PRIMITIVE",
+                         help="only the properties that call this backend primitive, directly or through a "
+                              "composite built from it (e.g. attention)")
     _add_spec_option(listing)
 
     lint = commands.add_parser("lint", help="validate spec files against the schema")
     lint.add_argument("paths", nargs="*", help="spec files or folders (default: the shipped specs)")
 
-    commands.add_parser("backends", help="list the backends found, their targets, and why any is unavailable")
+    backends = commands.add_parser("backends", help="list the backends found, their targets, and why any is unavailable")
+    backends.add_argument("--detail", action="store_true",
+                          help="also, per backend class: the primitives it implements itself, those it inherits "
+                               "and from which class, stubs, composites and fused kernels, its divergence entries")
 
     report = commands.add_parser("report", help="merge result JSON files into one HTML report")
     report.add_argument("inputs", nargs="+", help="results .json (or .jsonl) files")
@@ -191,8 +206,18 @@ def _write_outputs(document: Any, json_path: Path, args: argparse.Namespace) -> 
 
 
 def _command_run(args: argparse.Namespace) -> int:
+    from nnspec.divergences import load_all
     from nnspec.reports.console import output_lines, summarise_skips
-    from nnspec.runner import RunOptions, RunPlan, exit_status, failed_must, prepare, run, select_targets
+    from nnspec.runner import (
+        RunOptions,
+        RunPlan,
+        check_dtypes,
+        exit_status,
+        failed_must,
+        prepare,
+        run,
+        select_targets,
+    )
     from nnspec.spec_loader import load_catalogue
 
     for path, option in ((args.json, "--json"), (args.html, "--html"), (args.junitxml, "--junitxml")):
@@ -200,11 +225,15 @@ def _command_run(args: argparse.Namespace) -> int:
     # A spec file given alone may depend on properties in the other shipped files.
     catalogue = load_catalogue(args.spec, partial=any(Path(path).is_file() for path in args.spec or []))
     chosen = _select(catalogue, args.property, args.topic)
+    divergence_files = tuple(args.divergences or ())
+    load_all(divergence_files)  # a missing or malformed file is a usage error before anything runs
     targets, unavailable = select_targets(args.backend)
     options = RunOptions(profile=args.profile, seed=args.seed, timeout=args.timeout, max_examples=args.max_examples,
-                         spec_paths=args.spec, memory_limit_mb=args.memory_limit)
+                         spec_paths=args.spec, memory_limit_mb=args.memory_limit,
+                         divergence_files=divergence_files, dtypes=tuple(dict.fromkeys(args.dtype or ())))
     plan = RunPlan(catalogue, targets, chosen, spec_paths=args.spec)
-    pool = prepare(plan)
+    pool = prepare(plan, divergence_files)
+    check_dtypes(options.dtypes, pool.instances)
     shard_note = ""
     if args.shard:
         from nnspec.sharding import parse_shard, restrict
@@ -291,8 +320,12 @@ def _command_list(args: argparse.Namespace) -> int:
 
     catalogue = load_catalogue(args.spec)
     chosen = _select(catalogue, None, args.topic)
+    routes: dict[str, list[str]] = {}
+    if args.reaches:
+        routes = _reaching(chosen, args.reaches)
+        chosen = [p for p in chosen if p.id in routes]
     if args.format == "json":
-        print(json.dumps([p.metadata() for p in chosen], indent=1))
+        print(json.dumps([p.metadata() | ({"reaches": routes[p.id]} if routes else {}) for p in chosen], indent=1))
         return 0
     width = max((len(p.id) for p in chosen), default=10)
     for prop in chosen:
@@ -300,8 +333,37 @@ def _command_list(args: argparse.Namespace) -> int:
         print(f"{prop.id:<{width}}  {prop.level:<6}  {prop.title}")
         print(f"{'':<{width}}          from: {source.document} / {source.question}"
               + (f" (+{len(prop.source) - 1} more)" if len(prop.source) > 1 else ""))
-    print(f"\n{len(chosen)} properties in {len({p.topic for p in chosen})} topics")
+        if routes:
+            print(f"{'':<{width}}          reaches {args.reaches}: {'; '.join(routes[prop.id])}")
+    print(f"\n{len(chosen)} properties in {len({p.topic for p in chosen})} topics"
+          + (f" reach {args.reaches}" if args.reaches else ""))
     return 0
+
+
+def _reaching(properties: list[Any], primitive: str) -> dict[str, list[str]]:
+    """For each property that calls ``primitive``, how: directly or through a composite.
+
+    What a property calls is its checker's ``requires`` and its spec's ``requires:``; a composite
+    (``multi_head_attention``) reaches the lower primitives it is composed from
+    (:data:`nnspec.backends.base.COMPOSITES`) on every backend that does not fuse it.
+    """
+    import difflib
+
+    from nnspec import registry
+    from nnspec.backends.base import COMPOSITES, PRIMITIVES
+
+    if primitive not in PRIMITIVES:
+        near = difflib.get_close_matches(primitive, PRIMITIVES, n=1)
+        raise NnspecError(f"--reaches: not a backend primitive{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                          f"the primitives are {', '.join(PRIMITIVES)}. Received: {primitive!r}")
+    routes: dict[str, list[str]] = {}
+    for prop in properties:
+        called = dict.fromkeys((*registry.get(prop.check).requires, *prop.requires))
+        found = ["directly"] if primitive in called else []
+        found += [f"through {name} (unless fused)" for name in called if primitive in COMPOSITES.get(name, ())]
+        if found:
+            routes[prop.id] = found
+    return routes
 
 
 def _command_lint(args: argparse.Namespace) -> int:
@@ -325,18 +387,64 @@ def _command_backends(args: argparse.Namespace) -> int:
     from nnspec.backends.base import PRIMITIVES
     from nnspec.backends.discovery import discover
 
+    classes: dict[type[Backend], list[str]] = {}
     for target in discover():
+        backend_class = target.backend_class
+        if backend_class is not None:
+            classes.setdefault(backend_class, []).append(target.target)
+        note = "" if backend_class is None or backend_class.in_default_run else (
+            f" (not in the default run; select with -b {target.selector.partition(':')[0]})")
         if not target.is_available:
-            print(f"{target.target:<24} unavailable: {target.reason}")
+            print(f"{target.target:<24} unavailable{note}: {target.reason}")
             continue
         backend = target.instantiate()
         have = [name for name in PRIMITIVES if backend.supports(name)]
         missing = [name for name in PRIMITIVES if not backend.supports(name)]
-        print(f"{target.target:<24} available; dtypes {', '.join(backend.dtypes)}")
+        print(f"{target.target:<24} available{note}; dtypes {', '.join(backend.dtypes)}")
         print(f"{'':<24} primitives: {', '.join(have)}")
         if missing:
             print(f"{'':<24} missing (their properties are not applicable): {', '.join(missing)}")
+    if args.detail:
+        for backend_class, names in classes.items():
+            print("\n" + "\n".join(_class_detail(backend_class, names)))
     return 0
+
+
+def _class_detail(backend_class: type[Backend], targets: list[str]) -> list[str]:
+    """What one backend class implements itself, inherits (and from which class), leaves as stubs."""
+    from nnspec import divergences
+    from nnspec.backends.base import COMPOSITES, PRIMITIVES
+
+    def name(klass: type) -> str:
+        return f"{klass.__module__}.{klass.__qualname__}"
+
+    own, inherited, stubs = [], [], []
+    for primitive in PRIMITIVES:
+        owner = backend_class.implemented_by(primitive)
+        if owner is None:
+            stubs.append(primitive)
+        elif owner is backend_class:
+            own.append(primitive)
+        else:
+            inherited.append(f"{primitive} from {owner.__qualname__}")
+    lines = [f"{name(backend_class)} (targets {', '.join(targets)})",
+             f"  own:       {', '.join(own) or 'none'}",
+             f"  inherited: {', '.join(inherited) or 'none'}",
+             f"  stubs (their properties are not applicable): {', '.join(stubs) or 'none'}"]
+    composed = [f"{composite} from {', '.join(parts)}" for composite, parts in COMPOSITES.items()
+                if composite not in backend_class.fused and composite not in stubs]
+    lines.append(f"  composed from its own primitives: {'; '.join(composed) or 'none'}")
+    lines.append(f"  fused (a kernel of its own): {', '.join(sorted(backend_class.fused)) or 'none'}")
+    if backend_class.variant_primitives:
+        in_play = backend_class.variant_primitives_in_play()
+        lines.append(f"  on variant targets: {', '.join(p for p in PRIMITIVES if p in in_play) or 'no variant targets'}")
+    try:
+        entries = divergences.for_backend(backend_class)
+        lines.append(f"  known divergences: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+                     + ("" if backend_class.inherit_divergences else " (its own file only)"))
+    except NnspecError as error:
+        lines.append(f"  known divergences: unreadable: {error}")
+    return lines
 
 
 def _command_report(args: argparse.Namespace) -> int:

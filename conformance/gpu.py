@@ -249,9 +249,9 @@ def gpu_check(out: str | Path, install: bool = False, max_examples: int | None =
                    "--workers", str(workers or min(4, os.cpu_count() or 1))]
         if max_examples is not None:
             command += ["--max-examples", str(max_examples)]
-        # One selector per device: `torch:cuda` already names the device and all its kernel variants.
+        # One selector per device: the glob `torch:cuda*` names the device and all its kernel variants.
         for selector in sorted({target.split("/")[0] for target in targets}):
-            command += ["--backend", selector]
+            command += ["--backend", f"{selector}*"]
         print("running:", " ".join(command[2:]), flush=True)
         start = time.monotonic()
         try:

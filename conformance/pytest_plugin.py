@@ -31,6 +31,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "--memory-limit)")
     group.addoption("--nnspec", action="store_true", dest="nnspec_catalogue",
                     help="collect the shipped nnspec catalogue (alone, or besides the paths given)")
+    group.addoption("--nnspec-divergences", action="append", default=[], metavar="FILE",
+                    help="a known-divergence file applied on top of each backend's own (repeatable)")
+    group.addoption("--nnspec-dtype", action="append", default=[], metavar="DTYPE",
+                    help="check only this dtype (repeatable; default: every dtype of each property's domain)")
 
 
 _SNIFF_BYTES = 65536
@@ -112,17 +116,21 @@ class _Session:
     """
 
     def __init__(self, config: pytest.Config) -> None:
-        from nnspec.errors import BackendError
-        from nnspec.runner import BackendPool, RunOptions, select_targets
+        from nnspec.divergences import load_all
+        from nnspec.runner import BackendPool, RunOptions, check_dtypes, select_targets
         from nnspec.supervisor import Supervisor
 
         selectors = config.getoption("nnspec_backends") or ["numpy"]
+        divergence_files = tuple(config.getoption("nnspec_divergences"))
+        dtypes = tuple(dict.fromkeys(config.getoption("nnspec_dtype")))
         try:
+            load_all(divergence_files)
             self.targets, self.unavailable = select_targets(selectors)
-            self.pool = BackendPool()
+            self.pool = BackendPool(divergence_files)
             for _, target in self.targets:
                 self.pool.get(target)
-        except BackendError as error:
+            check_dtypes(dtypes, self.pool.instances)
+        except NnspecError as error:
             raise pytest.UsageError(f"nnspec: {error}") from None
         except Exception as error:
             raise pytest.UsageError(f"nnspec: a backend's constructor raised {type(error).__name__}: {error}") from None
@@ -130,7 +138,8 @@ class _Session:
         if memory_limit is not None and memory_limit <= 0:
             raise pytest.UsageError(f"nnspec: --nnspec-memory-limit must be greater than 0. Received: {memory_limit}")
         self.options = RunOptions(profile=config.getoption("nnspec_profile"), seed=config.getoption("nnspec_seed"),
-                                  memory_limit_mb=memory_limit)
+                                  memory_limit_mb=memory_limit,
+                                  divergence_files=divergence_files, dtypes=dtypes)
         self.supervisor = Supervisor(1, self.options)
         self.records: list[Any] = []
         self.properties: dict[str, Any] = {}

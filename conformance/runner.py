@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -97,6 +97,10 @@ def reproduce_command(target: str, property_id: str, options: RunOptions) -> str
         words += ["--max-examples", str(options.max_examples)]
     for path in options.spec_paths or []:
         words += ["--spec", path]
+    for path in options.divergence_files:
+        words += ["--divergences", path]
+    for dtype in options.dtypes:
+        words += ["--dtype", dtype]
     return shlex.join(words)
 
 
@@ -111,6 +115,10 @@ class RunOptions:
     memory_limit_mb: int | None = None
     #: The spec files or folders of the run (None: the shipped specs), for reproduce lines.
     spec_paths: list[str] | None = None
+    #: Divergence files given to the run (``--divergences``), on top of each backend's own.
+    divergence_files: tuple[str, ...] = ()
+    #: Only these dtypes are drawn (``--dtype``); empty: every dtype of a property's domain.
+    dtypes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -189,8 +197,18 @@ def plan_pair(prop: Property, backend: Backend, options: RunOptions, selector: s
         record.status, record.message = "skip", f"not applicable: the backend has no {', '.join(missing)}"
         return record
     wanted = prop.inputs.get("dtypes", ["float64"])
-    excluded = divergences.excluded_dtypes(known, prop.id, backend.target)
     plan = PairPlan(prop=prop, original=prop, record=record)
+    if options.dtypes:
+        selected = [dtype for dtype in wanted if dtype in options.dtypes]
+        if not selected:
+            record.status = "skip"
+            record.message = (f"not applicable: --dtype {','.join(options.dtypes)} selects none of the "
+                              f"property's dtypes {wanted}")
+            return record
+        if selected != wanted:
+            plan.prop = dataclasses.replace(prop, inputs={**prop.inputs, "dtypes": selected})
+        wanted = selected
+    excluded = divergences.excluded_dtypes(known, prop.id, backend.target)
     if excluded:
         kept = [dtype for dtype in wanted if dtype not in excluded]
         plan.divergent_dtypes = [dtype for dtype in wanted if dtype in excluded and backend.supports_dtype(dtype)]
@@ -492,15 +510,16 @@ class RunPlan:
 class BackendPool:
     """One backend instance per target, each with its known divergences, made on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, divergence_files: Sequence[str] = ()) -> None:
         self.instances: dict[str, Backend] = {}
         self.known: dict[str, list[divergences.Divergence]] = {}
+        self.divergence_files = list(divergence_files)
 
     def get(self, target: BackendTarget) -> Backend:
         if target.target not in self.instances:
             backend = target.instantiate()
             self.instances[target.target] = backend
-            self.known[target.target] = divergences.for_backend(backend.name)
+            self.known[target.target] = divergences.for_backend(type(backend), self.divergence_files)
         return self.instances[target.target]
 
 
@@ -538,7 +557,7 @@ def select_targets(selectors: list[str] | None) -> tuple[list[tuple[str, Backend
     targets: list[tuple[str, BackendTarget]] = []
     unavailable: dict[str, str] = {}
     if not selectors:
-        for target in discover():
+        for target in discover(default_run=True):
             if target.is_available:
                 targets.append((target.target.split(":")[0], target))
             else:
@@ -557,7 +576,21 @@ def select_targets(selectors: list[str] | None) -> tuple[list[tuple[str, Backend
     return targets, unavailable
 
 
-def prepare(plan: RunPlan) -> BackendPool:
+#: The dtypes a spec's domain may name (conformance/schema/spec-v1.json), for ``--dtype``.
+DTYPES: tuple[str, ...] = ("float64", "float32", "float16", "bfloat16")
+
+
+def check_dtypes(dtypes: Sequence[str], backends: dict[str, Backend]) -> None:
+    """Refuse a ``--dtype`` that no selected target computes in (it would check nothing): exit 2."""
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise NnspecError(f"--dtype: expected one of {', '.join(DTYPES)}. Received: {dtype!r}")
+        if not any(backend.supports_dtype(dtype) for backend in backends.values()):
+            computed = "; ".join(f"{name}: {', '.join(b.dtypes)}" for name, b in sorted(backends.items()))
+            raise NnspecError(f"--dtype {dtype}: no selected target computes in it ({computed}). Received: {dtype!r}")
+
+
+def prepare(plan: RunPlan, divergence_files: Sequence[str] = ()) -> BackendPool:
     """The plan stage of a run: every target must be one that can run, and names must not collide.
 
     Raises :class:`BackendError` (exit status 2) for a target that is unavailable or whose
@@ -577,7 +610,7 @@ def prepare(plan: RunPlan) -> BackendPool:
         seen[target.target] = (selector, target)
         unique.append((selector, target))
     plan.targets = unique
-    pool = BackendPool()
+    pool = BackendPool(divergence_files)
     for selector, target in plan.targets:
         if not target.is_available:
             raise BackendError(f"backend {selector!r}: target {target.target!r} cannot run here: {target.reason}")
@@ -628,7 +661,7 @@ def run(
     from nnspec.supervisor import Supervisor
 
     if pool is None:
-        pool = prepare(plan)
+        pool = prepare(plan, options.divergence_files)
     document = RunDocument(
         environment=environment(options, list(pool.instances.values()), argv),
         properties={prop.id: prop.metadata() for prop in plan.catalogue.properties},

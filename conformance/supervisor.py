@@ -61,7 +61,7 @@ def _worker_main(connection: Connection, options: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from nnspec.runner import BackendPool, error_record, run_property
 
-    pool = BackendPool()
+    pool = BackendPool(options.divergence_files)
     connection.send(("ready", None))
     while True:
         try:

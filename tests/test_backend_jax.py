@@ -91,6 +91,28 @@ def test_targets_and_their_names() -> None:
     assert JaxBackend("cpu").target == "jax:cpu"
 
 
+class DoubledAttention(JaxBackend):
+    """An attention override (twice the right output): every composite built on it must show it."""
+
+    name = "doubled-attention"
+
+    def attention(self, q, k, v, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+        return 2 * JaxBackend.attention(self, q, k, v, mask=mask, is_causal=is_causal, scale=scale)
+
+
+def test_multi_head_attention_goes_through_self_attention(backend: JaxBackend) -> None:
+    from tests.fixtures.composition import composition_problems
+
+    assert composition_problems(backend) == []
+    args, kwargs = _cases()["multi_head_attention"]
+    params = args[2]
+    plain = np.asarray(backend.multi_head_attention(*args, **kwargs))
+    doubled = np.asarray(DoubledAttention("cpu").multi_head_attention(*args, **kwargs))
+    # out = heads @ w_o.T + b_o, so doubling the heads doubles out - b_o.
+    np.testing.assert_allclose(doubled - params["b_o"], 2 * (plain - params["b_o"]), rtol=1e-10, atol=1e-10)
+    assert DoubledAttention.targets() == ["cpu", "gpu"]  # no variant runs the override three times
+
+
 @pytest.mark.skipif(HAS_GPU, reason="checks behaviour without a GPU")
 def test_gpu_targets_are_unavailable_with_a_reason_without_a_gpu() -> None:
     for spec in JaxBackend.targets():
@@ -102,7 +124,7 @@ def test_gpu_targets_are_unavailable_with_a_reason_without_a_gpu() -> None:
     assert "no cuda device" in JaxBackend.available("gpu/cudnn")[1]
     with pytest.raises(Unavailable, match="no gpu device visible to jax"):
         JaxBackend("gpu", "xla")
-    reasons = {t.target: t.reason for t in resolve("jax:gpu")}
+    reasons = {t.target: t.reason for t in resolve("jax:gpu*")}
     assert set(reasons) == {"jax:gpu", "jax:gpu/xla", "jax:gpu/cudnn"}
     assert all(reasons.values())
 

@@ -91,6 +91,62 @@ def test_plain_target_supports_every_primitive_and_variants_only_attention(backe
     }
 
 
+class ThirdPartyAttention(TorchBackend):
+    """A user's attention function in place of SDPA (here a plain formula): one target per device."""
+
+    name = "third-party-attention"
+
+    def attention(self, q, k, v, mask=None, is_causal=False, scale=None):  # type: ignore[no-untyped-def]
+        weights = self.attention_weights(q, k, mask=mask, is_causal=is_causal, scale=scale)
+        return weights @ v
+
+    def attention_with_bias(self, q, k, v, bias, scale=None):  # type: ignore[no-untyped-def]
+        scale = 1.0 / q.shape[-1] ** 0.5 if scale is None else scale
+        return self.torch.softmax((q @ k.transpose(-1, -2)) * scale + bias, dim=-1) @ v
+
+
+class OnlyAttentionReplaced(TorchBackend):
+    name = "only-attention-replaced"
+    attention = ThirdPartyAttention.attention
+
+
+class RoutedThroughSdpa(ThirdPartyAttention):
+    """An override that calls SDPA itself and says so: its variants stay."""
+
+    name = "routed-through-sdpa"
+    variant_primitives = frozenset({"attention", "multi_head_attention", "vjp"})
+
+
+def test_variant_targets_only_where_the_subclass_still_reaches_sdpa() -> None:
+    assert ThirdPartyAttention.targets() == ["cpu", "cuda"]
+    assert [t.target for t in resolve("tests.test_backend_torch:ThirdPartyAttention")] == [
+        "third-party-attention:cpu", "third-party-attention:cuda"]
+    # attention_with_bias still is SDPA: the variants run it (and vjp), never the replaced attention
+    # nor multi-head attention, which is composed from it.
+    assert OnlyAttentionReplaced.variant_primitives_in_play() == {"attention_with_bias", "vjp"}
+    variant = OnlyAttentionReplaced("cpu", "math")
+    assert {p for p in PRIMITIVES if variant.supports(p)} == {"attention_with_bias", "vjp"}
+    assert "cpu/math" in RoutedThroughSdpa.targets()
+    assert RoutedThroughSdpa.variant_primitives_in_play() == {"attention", "multi_head_attention", "vjp"}
+
+
+def test_a_selector_names_one_target_all_of_them_or_a_glob() -> None:
+    assert [t.target for t in resolve("torch:cpu")] == ["torch:cpu"]
+    assert [t.target for t in resolve("torch:cpu*")] == ["torch:cpu", "torch:cpu/math", "torch:cpu/flash"]
+    assert [t.target for t in resolve("torch")] == [f"torch:{spec}" for spec in TorchBackend.targets()]
+    assert [t.selector for t in resolve("torch:cpu/*")] == ["torch:cpu/math", "torch:cpu/flash"]
+    with pytest.raises(BackendError, match="'cpu/nope' is not one of them"):
+        resolve("torch:cpu/nope")
+
+
+@pytest.mark.parametrize("backend_class", [NumpyBackend, TorchBackend])
+def test_composites_go_through_the_backends_own_primitives_unless_declared_fused(backend_class: type) -> None:
+    from tests.fixtures.composition import composition_problems
+
+    assert composition_problems(backend_class()) == []
+    assert TorchBackend.fused == {"lstm_sequence"}  # torch.nn.LSTM's own layer
+
+
 def test_targets_name_device_and_kernel() -> None:
     assert TorchBackend("cpu", "flash").target == "torch:cpu/flash"
     assert {"cpu", "cpu/math", "cuda", "cuda/flash", "cuda/efficient", "cuda/cudnn"} <= set(TorchBackend.targets())
