@@ -26,7 +26,13 @@ from nnspec.backends.numpy import NumpyBackend
 REPOSITORY = Path(__file__).resolve().parent.parent
 REFERENCE = NumpyBackend()
 # module -> the library it adapts (None: torch, always present here)
-LIBRARIES = {"torch_nn": None, "hf": "transformers", "flax_linen": "flax", "keras3": "keras"}
+LIBRARIES = {
+    "torch_nn": None,
+    "hf": "transformers",
+    "flax_linen": "flax",
+    "keras3": "keras",
+    "rotary": "rotary_embedding_torch",
+}
 
 
 def needs(library: str) -> None:
@@ -205,12 +211,13 @@ def test_each_adapter_is_constructible_or_unavailable_with_a_reason(name: str) -
             backend_class("cpu")
 
 
-@pytest.mark.parametrize("name", ["hf-eager", "flax", "keras-jax"])
+@pytest.mark.parametrize("name", ["hf-eager", "flax", "keras-jax", "rotary-embedding-torch"])
 def test_an_absent_library_makes_the_adapter_unavailable_with_the_pip_command(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend_class = load(name)
     library = LIBRARIES[backend_class.__module__.rsplit(".", 1)[1]]
+    pip_name = library.replace("_", "-")
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,
@@ -220,7 +227,7 @@ def test_an_absent_library_makes_the_adapter_unavailable_with_the_pip_command(
     ok, reason = backend_class.available("cpu")
     assert not ok
     assert (
-        reason == f"{library} is not installed: pip install 'nnspec[ecosystem]' (or: pip install {library})"
+        reason == f"{library} is not installed: pip install 'nnspec[ecosystem]' (or: pip install {pip_name})"
     )
     with pytest.raises(Unavailable, match="pip install"):
         backend_class("cpu")
@@ -276,15 +283,8 @@ def test_torch_encoder_layer_blocks_match_the_reference() -> None:
     np.testing.assert_allclose(got, REFERENCE.feed_forward(x, params), atol=1e-12)
 
 
-def test_torch_encoder_layer_refuses_cross_attention() -> None:
-    from nnspec.backends import InputNotSupported
-
-    backend, rng = load("torch-encoder-layer")("cpu"), np.random.default_rng(3)
-    x_q, x_kv = rng.standard_normal((1, 3, 8)), rng.standard_normal((1, 3, 8))
-    with pytest.raises(InputNotSupported, match="self-attention"):
-        backend.multi_head_attention(
-            backend.asarray(x_q), backend.asarray(x_kv), on(backend, mha_params(rng)), 2
-        )
+def test_torch_encoder_layer_attention_module_takes_cross_attention() -> None:
+    check_mha(load("torch-encoder-layer")("cpu"), np.random.default_rng(3), atol=1e-10)
 
 
 @pytest.mark.parametrize("fast_path", [False, True])
@@ -358,6 +358,15 @@ def test_hf_rope_is_the_rotate_half_rotation() -> None:
     first, second = x[..., :half], x[..., half:]  # rotate_half pairs dimension i with i + D/2
     expected = np.concatenate((first * cos - second * sin, second * cos + first * sin), axis=-1)
     np.testing.assert_allclose(got, expected, atol=1e-5)  # cos and sin are computed in float32
+
+
+def test_rotary_embedding_torch_rope_is_the_interleaved_rotation() -> None:
+    needs("rotary_embedding_torch")
+    backend, rng = load("rotary-embedding-torch")("cpu"), np.random.default_rng(12)
+    x, positions = rng.standard_normal((1, 2, 4, 8)), np.array([0, 1, 5, 11])
+    got = backend.to_numpy(backend.rope(backend.asarray(x), backend.asarray(positions), 100.0))
+    # Its frequencies are float32 whatever the input dtype.
+    np.testing.assert_allclose(got, REFERENCE.rope(x, positions, 100.0), atol=1e-6)
 
 
 # -- flax -----------------------------------------------------------------------------------------

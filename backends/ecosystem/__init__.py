@@ -25,4 +25,5 @@ ADAPTERS: dict[str, str] = {
     "flax": "nnspec.backends.ecosystem.flax_linen:FlaxBackend",
     "keras-jax": "nnspec.backends.ecosystem.keras3:KerasJaxBackend",
     "keras-torch": "nnspec.backends.ecosystem.keras3:KerasTorchBackend",
+    "rotary-embedding-torch": "nnspec.backends.ecosystem.rotary:RotaryEmbeddingTorchBackend",
 }

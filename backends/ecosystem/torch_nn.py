@@ -80,9 +80,10 @@ class TorchEncoderLayerBackend(_TorchModuleBackend):
     """``torch.nn.TransformerEncoderLayer``'s blocks (post-norm, ReLU, batch first, eval mode).
 
     The protocol has no encoder-layer primitive, so the layer's own blocks stand for the
-    primitives they compute: its self-attention block for ``multi_head_attention`` (self-attention
-    only: cross-attention inputs are refused), its feed-forward block for ``feed_forward`` and
-    its first norm for ``layer_norm``. tests/test_ecosystem.py checks that the whole layer, fast
+    primitives they compute: its self-attention block for ``multi_head_attention`` (for
+    cross-attention inputs, which the layer never computes, the layer's attention module
+    ``self_attn`` called on them), its feed-forward block for ``feed_forward`` and its first norm
+    for ``layer_norm``. tests/test_ecosystem.py checks that the whole layer, fast
     path included, equals the composition of these blocks.
     """
 
@@ -140,16 +141,17 @@ class TorchEncoderLayerBackend(_TorchModuleBackend):
         is_causal: bool = False,
     ) -> Tensor:
         torch = self.torch
-        if x_q.shape != x_kv.shape or not torch.equal(x_q, x_kv):
-            raise InputNotSupported("TransformerEncoderLayer attends to its own input only (self-attention)")
-        batch, length, width = x_q.shape
-        allowed = self._allowed_heads(mask, is_causal, (batch, num_heads, length, length))
+        batch, q_len, width = x_q.shape
+        k_len = x_kv.shape[1]
+        allowed = self._allowed_heads(mask, is_causal, (batch, num_heads, q_len, k_len))
         attn_mask = None
         if allowed is not None:
-            attn_mask = _convert.disallowed_mask(allowed).reshape(batch * num_heads, length, length)
+            attn_mask = _convert.disallowed_mask(allowed).reshape(batch * num_heads, q_len, k_len)
         module = _encoder_blocks(width, num_heads, 1, 1e-5)
-        weights = self.layer_parameters(params)
-        return torch.func.functional_call(module, _prefixed(weights), ("attention", x_q, attn_mask))
+        weights = _prefixed(self.layer_parameters(params))
+        if x_q.shape == x_kv.shape and torch.equal(x_q, x_kv):
+            return torch.func.functional_call(module, weights, ("attention", x_q, attn_mask))
+        return torch.func.functional_call(module, weights, ("cross_attention", x_q, attn_mask, x_kv))
 
     def feed_forward(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         width, hidden = params["w_1"].shape[1], params["w_1"].shape[0]
@@ -244,8 +246,9 @@ def _prefixed(weights: dict[str, Tensor]) -> dict[str, Tensor]:
 def _encoder_blocks(width: int, num_heads: int, hidden: int, eps: float) -> Any:
     """A shape-only TransformerEncoderLayer (meta device, eval mode) whose blocks are called one at a time.
 
-    ``forward(block, x, attn_mask=None)`` runs the layer's self-attention block (``"attention"``),
-    its feed-forward block (``"feed_forward"``) or its first norm (``"norm"``); the parameters are
+    ``forward(block, x, attn_mask=None, memory=None)`` runs the layer's self-attention block
+    (``"attention"``), its attention module on ``x`` and ``memory`` (``"cross_attention"``), its
+    feed-forward block (``"feed_forward"``) or its first norm (``"norm"``); the parameters are
     replaced on every call through ``torch.func.functional_call``.
     """
     import torch
@@ -257,9 +260,13 @@ def _encoder_blocks(width: int, num_heads: int, hidden: int, eps: float) -> Any:
                 width, num_heads, hidden, dropout=0.0, batch_first=True, layer_norm_eps=eps, device="meta"
             ).eval()
 
-        def forward(self, block: str, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        def forward(
+            self, block: str, x: Tensor, attn_mask: Tensor | None = None, memory: Tensor | None = None
+        ) -> Tensor:
             if block == "attention":
                 return self.layer._sa_block(x, attn_mask, None)
+            if block == "cross_attention":
+                return self.layer.self_attn(x, memory, memory, attn_mask=attn_mask, need_weights=False)[0]
             if block == "feed_forward":
                 return self.layer._ff_block(x)
             return self.layer.norm1(x)
