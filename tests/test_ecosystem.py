@@ -369,6 +369,18 @@ def test_rotary_embedding_torch_rope_is_the_interleaved_rotation() -> None:
     np.testing.assert_allclose(got, REFERENCE.rope(x, positions, 100.0), atol=1e-6)
 
 
+def test_hf_rope_differentiates_under_torch_func() -> None:
+    """The gradient properties call rope inside torch.func.vjp, where building a module fails."""
+    needs("transformers")
+    import torch
+
+    backend = load("hf-sdpa")("cpu")
+    x, positions = backend.asarray(np.ones((1, 1, 2, 4))), backend.asarray(np.array([0, 7]))
+    out, vjp_fn = backend.vjp(lambda x: backend.rope(x, positions, 777.0), x)
+    (gradient,) = vjp_fn(torch.ones_like(out))
+    assert gradient.shape == x.shape and bool(torch.isfinite(gradient).all())
+
+
 # -- flax -----------------------------------------------------------------------------------------
 
 

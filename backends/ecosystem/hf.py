@@ -49,11 +49,14 @@ class _HfBackend(TorchBackend):
     def rope(self, x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
         # LlamaRotaryEmbedding gives (cos, sin) for position ids (1, L); apply_rotary_pos_emb
         # rotates with rotate_half, which pairs dimension i with i + D/2.
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+        from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
-        rotary = _rotary_embedding(x.shape[-1], float(base)).to(x.device)
         position_ids = self.torch.as_tensor(positions, device=x.device).to(self.torch.int64)[None]
-        cos, sin = rotary(x, position_ids)
+        # LlamaRotaryEmbedding's own forward, on a stand-in holding what it reads: constructing the
+        # module inside a torch.func transform (vjp) fails, as its buffers call requires_grad_.
+        cos, sin = LlamaRotaryEmbedding.forward(
+            _rotary_state(x.shape[-1], float(base), str(x.device)), x, position_ids
+        )
         rotated, _ = apply_rotary_pos_emb(x, x, cos, sin)
         return rotated
 
@@ -162,8 +165,9 @@ class HfSdpaBackend(_HfBackend):
 
 
 @functools.lru_cache(maxsize=32)
-def _rotary_embedding(head_dim: int, base: float) -> Any:
-    """transformers' ``LlamaRotaryEmbedding`` for one head width and base (a default-type RoPE)."""
+def _rotary_state(head_dim: int, base: float, device: str) -> Any:
+    """What ``LlamaRotaryEmbedding.forward`` reads, for one head width and base (a default-type RoPE):
+    the inverse frequencies from transformers' own ``compute_default_rope_parameters``."""
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
@@ -173,4 +177,7 @@ def _rotary_embedding(head_dim: int, base: float) -> Any:
         head_dim=head_dim,
         rope_parameters={"rope_type": "default", "rope_theta": base},
     )
-    return LlamaRotaryEmbedding(config)
+    inv_freq, attention_scaling = LlamaRotaryEmbedding.compute_default_rope_parameters(config)
+    return types.SimpleNamespace(
+        config=config, rope_type="default", inv_freq=inv_freq.to(device), attention_scaling=attention_scaling
+    )
