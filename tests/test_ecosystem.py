@@ -439,3 +439,42 @@ def test_a_keras_adapter_is_unavailable_once_keras_runs_on_another_backend() -> 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "already imported in this process with the 'jax' backend" in result.stdout
+
+
+# -- the matrix ----------------------------------------------------------------------------------
+
+
+def test_the_matrix_runs_an_adapter_on_the_properties_its_own_primitives_reach() -> None:
+    from nnspec.backends.ecosystem import __main__ as matrix
+
+    mha = load("torch-mha")
+    assert matrix.own_primitives(mha) == ["multi_head_attention"]
+    properties = matrix.reaching_properties(matrix.reached(mha, ["multi_head_attention"]))
+    assert "multihead.formula.concatenated_heads" in properties
+    assert not any(prop.startswith(("softmax.", "lstm.")) for prop in properties)
+    # The torch backend composes multi-head attention from self.attention: an attention override reaches it.
+    assert "multi_head_attention" in matrix.reached(load("hf-sdpa"), ["attention"])
+
+
+def test_the_matrix_counts_failures_by_level_and_divergences_apart() -> None:
+    from nnspec.backends.ecosystem import __main__ as matrix
+
+    records = [
+        {"property": "a", "backend": "x:cpu", "status": "pass", "level": "MUST", "message": ""},
+        {"property": "b", "backend": "x:cpu", "status": "fail", "level": "MUST", "message": "off by 1"},
+        {"property": "c", "backend": "x:cpu", "status": "error", "level": "SHOULD", "message": "raised"},
+        {"property": "d", "backend": "x:cpu", "status": "xfail", "level": "MUST", "message": "known"},
+        {"property": "e", "backend": "x:cpu", "status": "skip", "level": "MUST", "message": "n/a"},
+    ]
+    assert matrix.tally(records) == {
+        "pass": 1,
+        "MUST fail": 1,
+        "SHOULD fail": 1,
+        "divergent": 1,
+        "not applicable": 1,
+    }
+    text = matrix.markdown(
+        [{"name": "x", "own": ["softmax"], "reason": "", "records": records, "seconds": 2.0}], "quick", 0
+    )
+    assert "| `x` | softmax | 1 | 1 | 1 | 1 | 1 | 2 |" in text
+    assert "- `x:cpu` `b` (MUST, fail): off by 1" in text

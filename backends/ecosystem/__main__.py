@@ -15,7 +15,6 @@ import importlib
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +60,8 @@ def reaching_properties(reach: set[str]) -> list[str]:
     )
 
 
-def run_adapter(name: str, profile: str, seed: int, results: Path) -> dict[str, Any]:
-    """Run one adapter in its own process; its row of the matrix."""
+def run_adapter(name: str, profile: str, seed: int, results: Path, reuse: bool = False) -> dict[str, Any]:
+    """Run one adapter in its own process (or, with ``reuse``, read its earlier results); its row."""
     backend_class = adapter_class(name)
     ok, reason = backend_class.available("cpu")
     own = own_primitives(backend_class)
@@ -89,15 +88,16 @@ def run_adapter(name: str, profile: str, seed: int, results: Path) -> dict[str, 
     ]
     for prop in properties:
         command += ["--property", prop]
-    started = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True)
-    row["seconds"] = time.perf_counter() - started
-    if not out.is_file():
-        row["reason"] = (
-            f"nnspec run exited {completed.returncode} without results: {completed.stderr.strip()[-500:]}"
-        )
-        return row
+    if not (reuse and out.is_file()):
+        out.unlink(missing_ok=True)
+        completed = subprocess.run(command, capture_output=True, text=True)
+        if not out.is_file():
+            row["reason"] = (
+                f"nnspec run exited {completed.returncode} without results: {completed.stderr.strip()[-500:]}"
+            )
+            return row
     row["records"] = json.loads(out.read_text(encoding="utf-8"))["results"]
+    row["seconds"] = sum(record.get("time_s") or 0.0 for record in row["records"])
     known = divergences.parse(
         Path(backend_class.divergences).read_text(encoding="utf-8"), str(backend_class.divergences)
     )
@@ -136,7 +136,7 @@ def markdown(rows: list[dict[str, Any]], profile: str, seed: int) -> str:
     lines = [
         f"Profile `{profile}`, seed {seed}; each adapter on the properties that reach its own primitives.",
         "",
-        "| adapter | own primitives | pass | MUST fail | SHOULD fail | divergent | not applicable | seconds |",
+        "| adapter | own primitives | pass | MUST fail | SHOULD fail | divergent | not applicable | checking s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="read an adapter's results from --results when present instead of rerunning",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=Path("reports/ecosystem"),
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in names:
-        row = run_adapter(name, args.profile, args.seed, args.results)
+        row = run_adapter(name, args.profile, args.seed, args.results, args.reuse)
         counts = tally(row["records"])
         print(f"{name:<20} {row['reason'] or counts} ({row['seconds']:.0f} s)", flush=True)
         rows.append(row)
