@@ -154,9 +154,10 @@ def markdown(rows: list[dict[str, Any]], profile: str, seed: int) -> str:
         for record in row["records"]:
             if record["status"] in ("fail", "error", "xfail"):
                 message = record["message"].splitlines()[0] if record["message"] else ""
+                reproduce = f" (`{record['reproduce']}`)" if record.get("reproduce") else ""
                 lines.append(
                     f"- `{record['backend']}` `{record['property']}` ({record['level']}, "
-                    f"{record['status']}): {message}"
+                    f"{record['status']}): {message}{reproduce}"
                 )
     return "\n".join(lines) + "\n"
 
