@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results",
         type=Path,
-        default=Path("reports/ecosystem"),
-        help="folder for each adapter's results JSON (default reports/ecosystem)",
+        default=Path("build/ecosystem"),
+        help="folder for each adapter's results JSON (default build/ecosystem)",
     )
     parser.add_argument(
         "--output",

@@ -11,8 +11,12 @@ import transformers
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
-config = LlamaConfig(hidden_size=2, num_attention_heads=1, head_dim=2,
-                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+config = LlamaConfig(
+    hidden_size=2,
+    num_attention_heads=1,
+    head_dim=2,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+)
 rotary = LlamaRotaryEmbedding(config)
 x = torch.tensor([[[[1.0, 0.0]]]], dtype=torch.float64)  # (B, H, L, D): one query at one position
 position = 4096

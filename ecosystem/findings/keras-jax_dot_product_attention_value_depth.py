@@ -11,8 +11,8 @@ import os
 
 os.environ["KERAS_BACKEND"] = "jax"
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 rng = np.random.default_rng(0)
 query = rng.standard_normal((1, 2, 1, 4)).astype("float32")  # (B, T, N, H): depth_k = 4
@@ -23,6 +23,6 @@ print("keras", keras.__version__, "backend", keras.backend.backend())
 try:
     out = keras.ops.dot_product_attention(query, key, value)
     print("output shape:", tuple(out.shape))
-except Exception as error:  # noqa: BLE001 - the finding is the exception itself
+except Exception as error:
     print("raised:", type(error).__name__, str(error).splitlines()[0])
 print("expected: output shape (1, 2, 1, 2)")
