@@ -463,7 +463,13 @@ def test_the_matrix_counts_failures_by_level_and_divergences_apart() -> None:
         {"property": "a", "backend": "x:cpu", "status": "pass", "level": "MUST", "message": ""},
         {"property": "b", "backend": "x:cpu", "status": "fail", "level": "MUST", "message": "off by 1"},
         {"property": "c", "backend": "x:cpu", "status": "error", "level": "SHOULD", "message": "raised"},
-        {"property": "d", "backend": "x:cpu", "status": "xfail", "level": "MUST", "message": "known"},
+        {
+            "property": "d",
+            "backend": "x:cpu",
+            "status": "xfail",
+            "level": "MUST",
+            "message": "known divergence: why. more",
+        },
         {"property": "e", "backend": "x:cpu", "status": "skip", "level": "MUST", "message": "n/a"},
     ]
     assert matrix.tally(records) == {
@@ -478,3 +484,4 @@ def test_the_matrix_counts_failures_by_level_and_divergences_apart() -> None:
     )
     assert "| `x` | softmax | 1 | 1 | 1 | 1 | 1 | 2 |" in text
     assert "- `x:cpu` `b` (MUST, fail): off by 1" in text
+    assert "- `x`, 1: why: `d`" in text
