@@ -21,4 +21,6 @@ for fast in (True, False):
     out = np.asarray(layer.apply(variables, jnp.asarray(x)), dtype=np.float64)
     print(f"use_fast_variance={fast}: max |out - exact| = {np.abs(out - exact).max():.3g}")
 print("flax", flax.__version__, "jax", jax.__version__)
-print("expected: both near float32 rounding (about 1e-3 here, the inputs' own rounding), as the two-pass one is")
+print(
+    "expected: both near float32 rounding (about 1e-3 here, the inputs' own rounding), as the two-pass one is"
+)
