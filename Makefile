@@ -6,7 +6,7 @@ STAMP := $(VENV)/.nnspec-installed
 CHROMIUM ?= /usr/bin/chromium
 REPORTS ?= reports
 
-.PHONY: setup run test test-fast lint typecheck bench browser gallery gpu-check clean
+.PHONY: setup run test test-fast lint typecheck bench browser gallery gpu-check ecosystem clean
 
 setup: $(STAMP)
 	@$(MAKE) --no-print-directory link-tree
@@ -60,6 +60,12 @@ run: setup
 ## Fails with "no GPU target ran" anywhere else.
 gpu-check: setup
 	$(BIN)/nnspec gpu-check --install --out reports/gpu
+
+## The ecosystem matrix (README, "What nnspec finds in the ecosystem"): the adapters' libraries at the
+## versions they were checked with, every adapter run, the matrix written to ecosystem/MATRIX.md.
+ecosystem: setup
+	$(BIN)/python -m pip install -q -e '.[ecosystem]' -c constraints/ecosystem.txt
+	$(BIN)/python -m nnspec.backends.ecosystem --output ecosystem/MATRIX.md
 
 ## The project's own tests (browser tests included when Chromium can be installed).
 test: setup browser
