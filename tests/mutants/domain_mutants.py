@@ -2,7 +2,8 @@
 
 Each is a subclass of the numpy reference whose forward pass is right on the inputs the older
 properties drew and wrong on one rare-but-real condition: a mask with is_causal, Dv != D, an
-explicit scale of 0, a finite bias, masked NaNs, a fully masked row, a batched multi-head mask.
+explicit scale of 0, a finite bias, masked NaNs, a fully masked row (boolean, additive with -inf or
+a finite fill, multi-head), a batched multi-head mask.
 """
 
 from __future__ import annotations
@@ -106,6 +107,17 @@ class EmptyRowDisablesMask(NumpyBackend):
         return super().attention_with_bias(q, k, v, bias, scale)
 
 
+class LargeNegativeBiasIsMasked(NumpyBackend):
+    """attention_with_bias treats any bias below -20 as a mask (``-inf``): a row whose every key
+    carries a finite fill becomes 0/0 = NaN, and an ordinary bias of -50 is dropped."""
+
+    name: ClassVar[str] = "mutant-large-negative-bias-is-masked"
+
+    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
+        with np.errstate(invalid="ignore"):
+            return super().attention_with_bias(q, k, v, np.where(bias < -20, -np.inf, bias), scale)
+
+
 class MultiHeadMaskOfFirstExample(NumpyBackend):
     """Multi-head attention applies batch element 0's mask to every element of the batch."""
 
@@ -119,12 +131,13 @@ class MultiHeadMaskOfFirstExample(NumpyBackend):
 
 
 REJECTED_BY: dict[type[NumpyBackend], tuple[str, ...]] = {
-    CausalDroppedWhenMaskGiven: ("attention.domain.mask_with_causal",),
+    CausalDroppedWhenMaskGiven: ("attention.domain.mask_with_causal", "masking.fully_masked.isolated_multi_head"),
     ScaleBySqrtValueWidth: ("attention.domain.value_width_differs", "attention.sdpa.matches_formula"),
     ScaleZeroMeansDefault: ("attention.domain.scale_zero",),
     BiasScaledWithLogits: ("attention.domain.finite_bias",),
     ReturnsFloat32: ("attention.dtype.*",),
     MaskedNaNLeaks: ("masking.domain.nonfinite_masked_keys_ignored",),
     EmptyRowDisablesMask: ("masking.fully_masked.isolated_*",),
+    LargeNegativeBiasIsMasked: ("masking.fully_masked.finite_fill",),
     MultiHeadMaskOfFirstExample: ("multihead.domain.masked_batched",),
 }

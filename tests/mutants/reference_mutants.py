@@ -217,7 +217,7 @@ REJECTED_BY: dict[type[NumpyBackend], tuple[str, ...]] = {
     MaskFillNotInfinite: ("masking.keys.masked_weight_zero", "masking.causal.upper_triangle_zero"),
     SoftmaxWrongAxis: ("softmax.rows.sum_to_one", "softmax.attention_weights.rows_sum_to_one",
                        "softmax.formula.matches"),
-    SoftmaxWithoutMaxSubtraction: ("softmax.shift.invariance",),
+    SoftmaxWithoutMaxSubtraction: ("softmax.shift.invariance", "masking.fully_masked.finite_fill"),
     TiledWithoutRescaling: ("flash.tiled.equals_dense", "flash.tiled.causal_equals_dense"),
     TiledDropsPartialBlock: ("flash.tiled.equals_dense",),
     AttentionDropsLastKey: ("attention.self.permutation_equivariance",
