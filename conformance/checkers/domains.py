@@ -129,21 +129,40 @@ def output_dtype_matches_input(case: Case) -> None:
     case.require(str(out.dtype) == dtype, f"{primitive} on {dtype} inputs returned {out.dtype}")
 
 
-@checker("masked_nonfinite_ignored", requires=("attention",))
+@checker("masked_nonfinite_ignored", requires=("attention",), params={
+    "path": Param(str, default="attention", choices=("attention", "multi_head"))})
 def masked_nonfinite_ignored(case: Case) -> None:
     """Keys and values that every query masks out may hold NaN or inf: a masked key has weight
-    exactly 0, so the output equals attention over the admissible keys alone."""
-    q, k, v = _qkv(case, case.size("q_len", (1, 8)), case.size("k_len", (2, 8), minimum=2))
-    batch, k_len = q.shape[0], k.shape[2]
+    exactly 0, so the output equals attention over the admissible keys alone. Through multi-head
+    attention the poison sits in the padded rows of ``x_kv`` (a padding buffer), so its projected
+    keys and values are NaN or inf too."""
+    path = str(case.params.get("path", "attention"))
+    if path == "multi_head" and not case.backend.supports("multi_head_attention"):
+        from hypothesis import reject
+
+        reject()
+    batch, k_len = case.size("batch", (1, 3)), case.size("k_len", (2, 8), minimum=2)
     lengths = case.keep("lengths", np.asarray(case.rng.integers(1, k_len, batch)))
     mask = np.arange(k_len)[None, None, None, :] < lengths[:, None, None, None]
     poison = float(case.choice("poison", [np.nan, np.inf, -np.inf]))
-    k_bad, v_bad = k.copy(), v.copy()
-    for b, n in enumerate(lengths):
-        k_bad[b, :, n:] = poison
-        v_bad[b, :, n:] = poison
-    case.keep("k", k_bad)
-    case.keep("v", v_bad)
+    padded = ~mask[:, 0, 0, :]  # (B, S)
+    if path == "multi_head":
+        heads = case.size("heads", (1, 3))
+        width = heads * case.size("dim", (1, 4))
+        q_len = case.size("q_len", (1, 8))
+        x_q = case.array("x_q", (batch, q_len, width), case.regime())
+        x_kv = case.array("x_kv", (batch, k_len, width), case.regime())
+        params = {f"w_{n}": case.array(f"w_{n}", (width, width), "uniform", scale=width**-0.5) for n in "qkvo"}
+        params.update({f"b_{n}": case.array(f"b_{n}", (width,), "uniform") for n in "qkvo"})
+        x_bad = case.keep("x_kv", np.where(padded[..., None], poison, x_kv).astype(x_kv.dtype))
+        actual = case.call("multi_head_attention", x_q, x_bad, params, heads, mask=mask)
+        clean = np.where(padded[..., None], 0.0, x_kv)
+        case.close(f"multi-head attention with {poison} in the padded rows of x_kv against the admissible rows only",
+                   actual, oracles.multi_head_attention(x_q, clean, params, heads, mask))
+        return
+    q, k, v = _qkv(case, case.size("q_len", (1, 8)), k_len)
+    k_bad = case.keep("k", np.where(padded[:, None, :, None], poison, k).astype(k.dtype))
+    v_bad = case.keep("v", np.where(padded[:, None, :, None], poison, v).astype(v.dtype))
     actual = case.call("attention", q, k_bad, v_bad, mask=mask)
     clean = np.where(mask[..., 0, :, None], v, 0.0)
     case.close(f"attention with {poison} in masked keys/values against the admissible keys only", actual,
