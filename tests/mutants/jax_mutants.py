@@ -33,7 +33,12 @@ class AttentionScaledByDim(JaxBackend):
     name: ClassVar[str] = "jax-attention-scale-1-over-d"
 
     def attention_weights(
-        self, q: Array, k: Array, mask: Array | None = None, is_causal: bool = False, scale: float | None = None
+        self,
+        q: Array,
+        k: Array,
+        mask: Array | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
     ) -> Array:
         scale = 1.0 / q.shape[-1] if scale is None else scale
         return super().attention_weights(q, k, mask=mask, is_causal=is_causal, scale=scale)
@@ -137,28 +142,118 @@ class GRUResetBeforeMatmul(JaxBackend):
         return (1.0 - update) * candidate + update * h
 
 
-#: Each mutant and the property ids (glob patterns) expected to reject it. Only properties that
-#: JaxBackend itself passes are listed: the float64 attention properties fail on JAX's own
-#: float32 softmax (divergences/jax.txt), so a mutant failing them proves nothing.
 class LstmSequenceInitialCellStopped(JaxBackend):
     """An LSTM layer that stops the gradient of its initial cell state c0 (forward exact)."""
 
     name: ClassVar[str] = "jax-lstm-sequence-c0-stop-gradient"
 
-    def lstm_sequence(self, xs: Array, h0: Array, c0: Array, params: dict[str, Array], lengths: Array = None,
-                      reverse: bool = False) -> tuple[Array, Array, Array]:
-        return super().lstm_sequence(xs, h0, self.jax.lax.stop_gradient(c0), params, lengths=lengths,
-                                     reverse=reverse)
+    def lstm_sequence(
+        self,
+        xs: Array,
+        h0: Array,
+        c0: Array,
+        params: dict[str, Array],
+        lengths: Array = None,
+        reverse: bool = False,
+    ) -> tuple[Array, Array, Array]:
+        return super().lstm_sequence(
+            xs, h0, self.jax.lax.stop_gradient(c0), params, lengths=lengths, reverse=reverse
+        )
 
 
+# -- gradient-only bugs: the forward pass is exact, only the backward is wrong --------------------
+
+
+class _AttentionCustomVjp(JaxBackend):
+    """Attention whose backward is a ``jax.custom_vjp`` keeping only the cotangents in ``kept``."""
+
+    kept: ClassVar[tuple[str, ...]] = ("q", "k", "v")
+
+    def attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        mask: Array | None = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
+        jax, exact = self.jax, super().attention
+
+        def forward(q: Array, k: Array, v: Array) -> Array:
+            return exact(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
+
+        def backward(primals: tuple[Array, Array, Array], cotangent: Array) -> tuple[Array, ...]:
+            grads = jax.vjp(forward, *primals)[1](cotangent)
+            return tuple(
+                g if name in self.kept else jax.numpy.zeros_like(g)
+                for name, g in zip("qkv", grads, strict=True)
+            )
+
+        planted = jax.custom_vjp(forward)
+        planted.defvjp(lambda q, k, v: (forward(q, k, v), (q, k, v)), backward)
+        return planted(q, k, v)
+
+
+class AttentionCustomVjpValuesOnly(_AttentionCustomVjp):
+    """A ``custom_vjp`` attention backward that returns dV only (dQ = dK = 0); the forward is exact."""
+
+    name: ClassVar[str] = "jax-attention-vjp-values-only"
+    kept = ("v",)
+
+
+class AttentionCustomVjpDropsValues(_AttentionCustomVjp):
+    """A ``custom_vjp`` attention backward that drops dV (returns 0 for it); the forward is exact."""
+
+    name: ClassVar[str] = "jax-attention-vjp-drops-dv"
+    kept = ("q", "k")
+
+
+class LayerNormStopGradientVariance(JaxBackend):
+    """Layer norm with ``stop_gradient`` on the variance: forward exact, the backward misses d var / dx."""
+
+    name: ClassVar[str] = "jax-layer-norm-stopped-variance"
+
+    @jit_method()
+    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
+        import jax.numpy as jnp
+
+        mean = x.mean(axis=-1, keepdims=True)
+        variance = self.jax.lax.stop_gradient(((x - mean) ** 2).mean(axis=-1, keepdims=True))
+        return (x - mean) / jnp.sqrt(variance + eps) * weight + bias
+
+
+class StopGradientHiddenStateLSTM(JaxBackend):
+    """``stop_gradient(h)`` entering the LSTM cell: forward exact, no gradient reaches h (nor w_hh through it)."""
+
+    name: ClassVar[str] = "jax-stop-gradient-hidden-state"
+
+    @jit_method()
+    def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        return super().lstm_cell(x, self.jax.lax.stop_gradient(h), c, params)
+
+
+#: JaxBackend's dtype-scoped divergences apply to these mutants too (tests/test_mutants.py): a
+#: mutant is judged only in the dtypes where JaxBackend itself is (float64 attention carries JAX's
+#: float32 softmax), so a rejection is the planted bug's and not the framework's.
+DIVERGENCES_OF = "jax"
+
+#: Each mutant and the property ids (glob patterns) expected to reject it. Only properties that
+#: JaxBackend itself passes (in the dtypes its divergences leave in) are listed.
 REJECTED_BY: dict[type[JaxBackend], tuple[str, ...]] = {
     StopGradientCellStateLSTM: ("lstm.gradient.*",),
     AttentionScaledByDim: ("scaling.default_scale.*", "scaling.variance.scaled_is_unit"),
     SoftmaxOverFirstAxis: ("softmax.formula.*", "softmax.rows.*", "softmax.shift.*"),
-    AttentionLayoutNotTransposed: ("attention.causal.breaks_equivariance", "masking.causal.first_position_self_only"),
+    AttentionLayoutNotTransposed: (
+        "attention.causal.breaks_equivariance",
+        "masking.causal.first_position_self_only",
+    ),
     RopeRotatesHalves: ("positional.rope.matches_formula",),
     LayerNormUnbiasedVariance: ("normalisation.layer_norm.matches_formula",),
     GRUResetBeforeMatmul: ("gru.cell.matches_equations",),
     LstmSequenceInitialCellStopped: ("gradients.lstm_sequence.matches_reference",),
+    AttentionCustomVjpValuesOnly: ("gradients.attention.*",),
+    AttentionCustomVjpDropsValues: ("gradients.attention.*",),
+    LayerNormStopGradientVariance: ("gradients.layer_norm.matches_reference",),
+    StopGradientHiddenStateLSTM: ("gradients.lstm_cell.matches_reference",),
 }
-

@@ -18,8 +18,9 @@ class NoSqrtDkScaling(NumpyBackend):
 
     name: ClassVar[str] = "mutant-no-sqrt-dk"
 
-    def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
-                          scale: float | None = None) -> Array:
+    def attention_weights(
+        self, q: Array, k: Array, mask: Any = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
         return super().attention_weights(q, k, mask, is_causal, 1.0 if scale is None else scale)
 
 
@@ -28,8 +29,9 @@ class ScaleByDkNotSqrt(NumpyBackend):
 
     name: ClassVar[str] = "mutant-scale-by-dk"
 
-    def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
-                          scale: float | None = None) -> Array:
+    def attention_weights(
+        self, q: Array, k: Array, mask: Any = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
         return super().attention_weights(q, k, mask, is_causal, 1.0 / q.shape[-1] if scale is None else scale)
 
 
@@ -38,8 +40,9 @@ class ExplicitScaleIgnored(NumpyBackend):
 
     name: ClassVar[str] = "mutant-explicit-scale-ignored"
 
-    def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
-                          scale: float | None = None) -> Array:
+    def attention_weights(
+        self, q: Array, k: Array, mask: Any = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
         return super().attention_weights(q, k, mask, is_causal, None)
 
 
@@ -48,8 +51,9 @@ class CausalMaskOffByOne(NumpyBackend):
 
     name: ClassVar[str] = "mutant-causal-off-by-one"
 
-    def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
-                          scale: float | None = None) -> Array:
+    def attention_weights(
+        self, q: Array, k: Array, mask: Any = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
         if is_causal:
             leaky = np.tril(np.ones((q.shape[-2], k.shape[-2]), dtype=bool), k=1)
             mask = leaky if mask is None else np.asarray(mask, dtype=bool) & leaky
@@ -61,8 +65,9 @@ class CausalMaskIgnored(NumpyBackend):
 
     name: ClassVar[str] = "mutant-causal-ignored"
 
-    def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
-                          scale: float | None = None) -> Array:
+    def attention_weights(
+        self, q: Array, k: Array, mask: Any = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
         return super().attention_weights(q, k, mask, False, scale)
 
 
@@ -71,8 +76,9 @@ class MaskPolarityInverted(NumpyBackend):
 
     name: ClassVar[str] = "mutant-mask-polarity-inverted"
 
-    def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
-                          scale: float | None = None) -> Array:
+    def attention_weights(
+        self, q: Array, k: Array, mask: Any = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
         if mask is not None:
             mask = ~np.asarray(mask, dtype=bool)
             # keep every row attendable so the bug shows as wrong weights, not as empty rows
@@ -80,8 +86,9 @@ class MaskPolarityInverted(NumpyBackend):
         return super().attention_weights(q, k, mask, is_causal, scale)
 
 
-def weights_with_finite_fill(backend: NumpyBackend, q: Array, k: Array, mask: Any, is_causal: bool,
-                             scale: float | None, fill: float) -> Array:
+def weights_with_finite_fill(
+    backend: NumpyBackend, q: Array, k: Array, mask: Any, is_causal: bool, scale: float | None, fill: float
+) -> Array:
     """Attention weights whose masked logits are set to the finite ``fill`` rather than removed:
     the shared body of the mutants that plant that bug with different fills."""
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
@@ -99,8 +106,9 @@ class MaskFillNotInfinite(NumpyBackend):
 
     name: ClassVar[str] = "mutant-mask-fill-minus-30"
 
-    def attention_weights(self, q: Array, k: Array, mask: Any = None, is_causal: bool = False,
-                          scale: float | None = None) -> Array:
+    def attention_weights(
+        self, q: Array, k: Array, mask: Any = None, is_causal: bool = False, scale: float | None = None
+    ) -> Array:
         return weights_with_finite_fill(self, q, k, mask, is_causal, scale, -30.0)
 
 
@@ -128,8 +136,16 @@ class TiledWithoutRescaling(NumpyBackend):
 
     name: ClassVar[str] = "mutant-tiled-no-rescale"
 
-    def tiled_attention(self, q: Array, k: Array, v: Array, block_q: int, block_k: int,
-                        is_causal: bool = False, scale: float | None = None) -> Array:
+    def tiled_attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        block_q: int,
+        block_k: int,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
         scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
         logits_all = (q @ np.swapaxes(k, -1, -2)) * scale
         if is_causal:
@@ -150,11 +166,26 @@ class TiledDropsPartialBlock(NumpyBackend):
 
     name: ClassVar[str] = "mutant-tiled-drops-partial-block"
 
-    def tiled_attention(self, q: Array, k: Array, v: Array, block_q: int, block_k: int,
-                        is_causal: bool = False, scale: float | None = None) -> Array:
+    def tiled_attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        block_q: int,
+        block_k: int,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
         whole = (k.shape[-2] // block_k) * block_k or k.shape[-2]
-        return super().tiled_attention(q, k[..., :whole, :], v[..., :whole, :], block_q, block_k,
-                                       is_causal, scale if scale is not None else 1.0 / np.sqrt(q.shape[-1]))
+        return super().tiled_attention(
+            q,
+            k[..., :whole, :],
+            v[..., :whole, :],
+            block_q,
+            block_k,
+            is_causal,
+            scale if scale is not None else 1.0 / np.sqrt(q.shape[-1]),
+        )
 
 
 class AttentionDropsLastKey(NumpyBackend):
@@ -162,8 +193,15 @@ class AttentionDropsLastKey(NumpyBackend):
 
     name: ClassVar[str] = "mutant-attention-drops-last-key"
 
-    def attention(self, q: Array, k: Array, v: Array, mask: Any = None, is_causal: bool = False,
-                  scale: float | None = None) -> Array:
+    def attention(
+        self,
+        q: Array,
+        k: Array,
+        v: Array,
+        mask: Any = None,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> Array:
         if k.shape[-2] > 1:
             k, v = k[..., :-1, :], v[..., :-1, :]
             if mask is not None:
@@ -205,25 +243,46 @@ class RnnResidualLeak(NumpyBackend):
 
 
 REJECTED_BY: dict[type[NumpyBackend], tuple[str, ...]] = {
-    NoSqrtDkScaling: ("scaling.variance.scaled_is_unit", "scaling.default_scale.is_inverse_sqrt_dk",
-                      "attention.sdpa.matches_formula"),
+    NoSqrtDkScaling: (
+        "scaling.variance.scaled_is_unit",
+        "scaling.default_scale.is_inverse_sqrt_dk",
+        "attention.sdpa.matches_formula",
+    ),
     ScaleByDkNotSqrt: ("scaling.variance.scaled_is_unit", "scaling.default_scale.is_inverse_sqrt_dk"),
     ExplicitScaleIgnored: ("scaling.explicit_scale.honoured", "scaling.variance.unscaled_grows_with_dk"),
-    CausalMaskOffByOne: ("masking.causal.future_independence", "masking.causal.upper_triangle_zero",
-                         "masking.causal.first_position_self_only"),
-    CausalMaskIgnored: ("attention.causal.breaks_equivariance", "masking.causal.future_independence",
-                        "masking.causal.alignment_is_one_of_two"),
+    CausalMaskOffByOne: (
+        "masking.causal.future_independence",
+        "masking.causal.upper_triangle_zero",
+        "masking.causal.first_position_self_only",
+    ),
+    CausalMaskIgnored: (
+        "attention.causal.breaks_equivariance",
+        "masking.causal.future_independence",
+        "masking.causal.alignment_is_one_of_two",
+    ),
     MaskPolarityInverted: ("masking.keys.masked_weight_zero", "attention.sdpa.matches_formula"),
     MaskFillNotInfinite: ("masking.keys.masked_weight_zero", "masking.causal.upper_triangle_zero"),
-    SoftmaxWrongAxis: ("softmax.rows.sum_to_one", "softmax.attention_weights.rows_sum_to_one",
-                       "softmax.formula.matches"),
-    SoftmaxWithoutMaxSubtraction: ("softmax.shift.invariance",),
+    SoftmaxWrongAxis: (
+        "softmax.rows.sum_to_one",
+        "softmax.attention_weights.rows_sum_to_one",
+        "softmax.formula.matches",
+    ),
+    SoftmaxWithoutMaxSubtraction: ("softmax.shift.invariance", "masking.fully_masked.finite_fill"),
     TiledWithoutRescaling: ("flash.tiled.equals_dense", "flash.tiled.causal_equals_dense"),
     TiledDropsPartialBlock: ("flash.tiled.equals_dense",),
-    AttentionDropsLastKey: ("attention.self.permutation_equivariance",
-                            "attention.cross.key_value_permutation_invariance", "attention.sdpa.matches_formula"),
-    LstmInputForgetSwapped: ("lstm.cell.matches_equations", "lstm.gradient.cell_state_jacobian_is_forget_gate",
-                             "lstm.gradient.long_horizon_retention"),
-    LstmCellStateSquashed: ("lstm.cell.matches_equations", "lstm.gradient.cell_state_jacobian_is_forget_gate"),
+    AttentionDropsLastKey: (
+        "attention.self.permutation_equivariance",
+        "attention.cross.key_value_permutation_invariance",
+        "attention.sdpa.matches_formula",
+    ),
+    LstmInputForgetSwapped: (
+        "lstm.cell.matches_equations",
+        "lstm.gradient.cell_state_jacobian_is_forget_gate",
+        "lstm.gradient.long_horizon_retention",
+    ),
+    LstmCellStateSquashed: (
+        "lstm.cell.matches_equations",
+        "lstm.gradient.cell_state_jacobian_is_forget_gate",
+    ),
     RnnResidualLeak: ("rnn.cell.matches_formula", "rnn.gradient.vanishes"),
 }
