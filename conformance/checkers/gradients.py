@@ -97,8 +97,11 @@ def _attention_mask(case: Case, batch: int, q_len: int, k_len: int, causal: bool
     return mask
 
 
+SCALE_KINDS = ("default", "explicit", "zero")
+
+
 def _scale(case: Case, dim: int) -> float | None:
-    kind = case.choice("scale_kind", ["default", "explicit", "zero"])
+    kind = case.choice("scale_kind", list(case.params.get("scales") or SCALE_KINDS))
     if kind == "default":
         return None
     return 0.0 if kind == "zero" else float(case.rng.uniform(0.1, 2.0) / np.sqrt(dim))
@@ -312,7 +315,9 @@ def _cotangent(case: Case, build: Build, primals: list[np.ndarray]) -> Any:
 # reference "own_forward": central differences through the backend's own float64 forward pass.
 @checker("gradient_matches_reference", requires=("vjp",), params={
     "primitive": Param(str, default="", choices=tuple(DRAWS)),
-    "reference": Param(str, default=None, choices=("numpy", "own_forward"))})
+    "reference": Param(str, default=None, choices=("numpy", "own_forward")),
+    # the scales drawn for the attention primitives: the default 1/sqrt(D), an explicit one, and 0
+    "scales": Param(list, default=None, choices=SCALE_KINDS)})
 def gradient_matches_reference(case: Case) -> None:
     """The backend's ``vjp`` of one primitive, with respect to every input, against a float64
     central-difference gradient through the reference, on a random cotangent."""
