@@ -373,10 +373,6 @@ class JaxBackend(Backend):
             found["gpu"] = str(getattr(self._device, "device_kind", self._device))
         return found
 
-    def compile_seconds(self) -> float:
-        """Seconds this process has spent compiling JAX functions; see :func:`compile_stats`."""
-        return compile_stats()["compile_seconds"]
-
     # -- the boundary --------------------------------------------------------------------------
 
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> Array:
@@ -396,7 +392,13 @@ class JaxBackend(Backend):
             raise BackendError(f"jax backend dtypes are {list(_ALL_DTYPES)}. Received: {dtype!r}")
         return x.astype(dtype)
 
-    # -- primitives, in protocol order ----------------------------------------------------------
+    def compile_seconds(self) -> float:
+        """Seconds this process has spent compiling JAX functions; see :func:`compile_stats`."""
+        return compile_stats()["compile_seconds"]
+
+    # -- primitives, family by family in protocol order (PRIMITIVE_FAMILIES) ----------------------
+
+    # attention
 
     @jit_method("axis")
     def softmax(self, x: Array, axis: int = -1) -> Array:
@@ -481,6 +483,16 @@ class JaxBackend(Backend):
             # for what cuDNN does not take (jax/_src/cudnn/fused_attention_stablehlo.py).
             raise InputNotSupported(f"jax's cuDNN attention does not take these inputs. Received: {error}") from error
         return out[..., :value_dim]
+
+    @jit_method("scale", eager_when=_float16_on_cpu)
+    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
+        def to_jax_layout(x: Array) -> Array:  # (B, H, T, D) <-> (B, T, H, D)
+            return x.transpose(0, 2, 1, 3)
+
+        out = self._dot_product_attention(
+            to_jax_layout(q), to_jax_layout(k), to_jax_layout(v), None, False, scale, bias=bias
+        )
+        return to_jax_layout(out)
 
     @jit_method("block_q", "block_k", "is_causal", "scale")
     def tiled_attention(
@@ -593,16 +605,7 @@ class JaxBackend(Backend):
         normaliser = jnp.einsum("bhld,bhd->bhl", q_features, k_features.sum(axis=-2))[..., None]
         return (q_features @ key_values) / normaliser
 
-    @jit_method()
-    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
-        # jax.nn.standardize is what Flax's LayerNorm computes; its default variance is the
-        # one-pass mean(x^2) - mean(x)^2, clipped at 0 (see divergences/jax.txt).
-        return self.jax.nn.standardize(x, axis=-1, epsilon=eps) * weight + bias
-
-    @jit_method()
-    def feed_forward(self, x: Array, params: dict[str, Array]) -> Array:
-        hidden = self.jax.nn.relu(x @ params["w_1"].T + params["b_1"])
-        return hidden @ params["w_2"].T + params["b_2"]
+    # positional
 
     @jit_method("length", "d_model", "dtype")
     def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
@@ -635,6 +638,32 @@ class JaxBackend(Backend):
         distance = jnp.maximum(jnp.arange(q_len)[:, None] - jnp.arange(k_len)[None, :], 0)
         return (-slopes[:, None, None] * distance[None, :, :]).astype(dtype)
 
+    # normalisation and layers
+
+    @jit_method()
+    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
+        # jax.nn.standardize is what Flax's LayerNorm computes; its default variance is the
+        # one-pass mean(x^2) - mean(x)^2, clipped at 0 (see divergences/jax.txt).
+        return self.jax.nn.standardize(x, axis=-1, epsilon=eps) * weight + bias
+
+    @jit_method()
+    def feed_forward(self, x: Array, params: dict[str, Array]) -> Array:
+        hidden = self.jax.nn.relu(x @ params["w_1"].T + params["b_1"])
+        return hidden @ params["w_2"].T + params["b_2"]
+
+    @jit_method()
+    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
+        # A strided convolution, as Flax's ViT does it: kernel and stride P, no padding.
+        patch = weight.shape[-1]
+        embedded = self.jax.lax.conv_general_dilated(
+            images, weight, window_strides=(patch, patch), padding="VALID",
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )  # (B, E, H/P, W/P)
+        batch, embed = embedded.shape[:2]
+        return embedded.reshape(batch, embed, -1).transpose(0, 2, 1) + bias
+
+    # recurrent
+
     @jit_method()
     def rnn_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
         import jax.numpy as jnp
@@ -663,16 +692,6 @@ class JaxBackend(Backend):
         update = sigmoid(input_z + hidden_z)
         candidate = jnp.tanh(input_n + reset * hidden_n)
         return (1.0 - update) * candidate + update * h
-
-    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
-        with self.jax.default_device(self._device):
-            out, pullback = self.jax.vjp(fn, *primals)
-
-        def pinned_pullback(cotangent: Any) -> Sequence[Array]:
-            with self.jax.default_device(self._device):
-                return pullback(cotangent)
-
-        return out, pinned_pullback
 
     @jit_method()
     def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
@@ -717,6 +736,8 @@ class JaxBackend(Backend):
             per_step = jnp.where((step_of >= 0)[..., None], gathered, 0.0)
         return per_step, h, c
 
+    # training
+
     @jit_method()
     def clip_grad_norm(self, grads: Sequence[Array], max_norm: float) -> list[Array]:
         # optax.clip_by_global_norm's rule: one factor, applied only when the norm exceeds max_norm.
@@ -726,9 +747,6 @@ class JaxBackend(Backend):
         factor = jnp.where(total > max_norm, max_norm / total, 1.0)
         return [(g * factor).astype(g.dtype) for g in grads]
 
-    def stop_gradient(self, x: Array) -> Array:
-        return self.jax.lax.stop_gradient(x)
-
     @jit_method()
     def warmup_schedule(self, steps: Array, d_model: int, warmup: int) -> Array:
         import jax.numpy as jnp
@@ -737,19 +755,20 @@ class JaxBackend(Backend):
         return d_model**-0.5 * jnp.minimum(steps**-0.5, steps * jnp.asarray(warmup, jnp.float64) ** -1.5)
 
     @jit_method()
-    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
+    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
+        # jax.random with the key from `seed`: the same law as the protocol's, not NumPy's stream.
         import jax.numpy as jnp
 
-        hidden = jnp.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
-        return hidden @ params["v"]
+        random = self.jax.random
+        select_key, action_key, token_key = random.split(random.key(seed), 3)
+        selected = random.uniform(select_key, tokens.shape) < 0.15
+        action = random.uniform(action_key, tokens.shape)
+        replacements = random.randint(token_key, tokens.shape, 0, vocab_size, dtype=tokens.dtype)
+        corrupted = jnp.where(selected & (action < 0.8), jnp.asarray(mask_id, tokens.dtype), tokens)
+        corrupted = jnp.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
+        return corrupted, selected
 
-    @jit_method()
-    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
-        import jax.numpy as jnp
-
-        if weight is not None:
-            query = query @ weight
-        return jnp.einsum("bd,bsd->bs", query, keys)
+    # decoding and the rest
 
     @jit_method("beam_width")
     def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
@@ -768,29 +787,19 @@ class JaxBackend(Backend):
         return sequences, scores
 
     @jit_method()
-    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
-        # jax.random with the key from `seed`: the same law as the protocol's, not NumPy's stream.
+    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
         import jax.numpy as jnp
 
-        random = self.jax.random
-        select_key, action_key, token_key = random.split(random.key(seed), 3)
-        selected = random.uniform(select_key, tokens.shape) < 0.15
-        action = random.uniform(action_key, tokens.shape)
-        replacements = random.randint(token_key, tokens.shape, 0, vocab_size, dtype=tokens.dtype)
-        corrupted = jnp.where(selected & (action < 0.8), jnp.asarray(mask_id, tokens.dtype), tokens)
-        corrupted = jnp.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
-        return corrupted, selected
+        hidden = jnp.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
+        return hidden @ params["v"]
 
     @jit_method()
-    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
-        # A strided convolution, as Flax's ViT does it: kernel and stride P, no padding.
-        patch = weight.shape[-1]
-        embedded = self.jax.lax.conv_general_dilated(
-            images, weight, window_strides=(patch, patch), padding="VALID",
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
-        )  # (B, E, H/P, W/P)
-        batch, embed = embedded.shape[:2]
-        return embedded.reshape(batch, embed, -1).transpose(0, 2, 1) + bias
+    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
+        import jax.numpy as jnp
+
+        if weight is not None:
+            query = query @ weight
+        return jnp.einsum("bd,bsd->bs", query, keys)
 
     @jit_method()
     def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
@@ -803,12 +812,17 @@ class JaxBackend(Backend):
         allowed = jnp.asarray(adjacency, dtype=bool)
         return self.jax.nn.softmax(jnp.where(allowed, scores, -jnp.inf), axis=-1, where=allowed)
 
-    @jit_method("scale", eager_when=_float16_on_cpu)
-    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
-        def to_jax_layout(x: Array) -> Array:  # (B, H, T, D) <-> (B, T, H, D)
-            return x.transpose(0, 2, 1, 3)
+    # autodiff
 
-        out = self._dot_product_attention(
-            to_jax_layout(q), to_jax_layout(k), to_jax_layout(v), None, False, scale, bias=bias
-        )
-        return to_jax_layout(out)
+    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
+        with self.jax.default_device(self._device):
+            out, pullback = self.jax.vjp(fn, *primals)
+
+        def pinned_pullback(cotangent: Any) -> Sequence[Array]:
+            with self.jax.default_device(self._device):
+                return pullback(cotangent)
+
+        return out, pinned_pullback
+
+    def stop_gradient(self, x: Array) -> Array:
+        return self.jax.lax.stop_gradient(x)

@@ -52,7 +52,9 @@ class NumpyBackend(Backend):
     def environment(self) -> dict[str, str]:
         return {"numpy": np.__version__}
 
-    # -- primitives, in protocol order ----------------------------------------------------------
+    # -- primitives, family by family in protocol order (PRIMITIVE_FAMILIES) ----------------------
+
+    # attention
 
     def softmax(self, x: Array, axis: int = -1) -> Array:
         shifted = x - np.max(x, axis=axis, keepdims=True)
@@ -91,6 +93,10 @@ class NumpyBackend(Backend):
         with np.errstate(invalid="ignore"):
             terms = weights[..., :, :, None] * v[..., None, :, :]
         return np.sum(np.where(weights[..., :, :, None] != 0, terms, 0.0), axis=-2).astype(weights.dtype)
+
+    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
+        logits = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(scale, q.shape[-1]), dtype=q.dtype)
+        return self.softmax(logits + np.asarray(bias, dtype=q.dtype), axis=-1) @ v
 
     def tiled_attention(
         self,
@@ -167,14 +173,7 @@ class NumpyBackend(Backend):
             similarity = np.tril(similarity)
         return (similarity @ v) / np.sum(similarity, axis=-1, keepdims=True)
 
-    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
-        mean = np.mean(x, axis=-1, keepdims=True)
-        variance = np.mean((x - mean) ** 2, axis=-1, keepdims=True)
-        return (x - mean) / np.sqrt(variance + eps) * weight + bias
-
-    def feed_forward(self, x: Array, params: dict[str, Array]) -> Array:
-        hidden = np.maximum(x @ params["w_1"].T + params["b_1"], 0.0)
-        return hidden @ params["w_2"].T + params["b_2"]
+    # positional
 
     def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
         positions = np.arange(length, dtype=np.float64)[:, None]
@@ -202,6 +201,26 @@ class NumpyBackend(Backend):
         bias = -slopes[:, None, None] * np.maximum(distance, 0)[None, :, :]
         return bias.astype(dtype)
 
+    # normalisation and layers
+
+    def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
+        mean = np.mean(x, axis=-1, keepdims=True)
+        variance = np.mean((x - mean) ** 2, axis=-1, keepdims=True)
+        return (x - mean) / np.sqrt(variance + eps) * weight + bias
+
+    def feed_forward(self, x: Array, params: dict[str, Array]) -> Array:
+        hidden = np.maximum(x @ params["w_1"].T + params["b_1"], 0.0)
+        return hidden @ params["w_2"].T + params["b_2"]
+
+    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
+        batch, channels, height, width = images.shape
+        embed, patch = weight.shape[0], weight.shape[-1]
+        rows, cols = height // patch, width // patch
+        patches = images.reshape(batch, channels, rows, patch, cols, patch).transpose(0, 2, 4, 1, 3, 5)
+        return patches.reshape(batch, rows * cols, -1) @ weight.reshape(embed, -1).T + bias
+
+    # recurrent
+
     def rnn_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
         return np.tanh(x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"])
 
@@ -221,29 +240,6 @@ class NumpyBackend(Backend):
         update = _sigmoid(input_z + hidden_z)
         candidate = np.tanh(input_n + reset * hidden_n)
         return (1.0 - update) * candidate + update * h
-
-    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
-        primals64 = [np.asarray(p, dtype=np.float64) for p in primals]
-        out = fn(*primals64)
-
-        def vjp_fn(cotangent: Any) -> list[Array]:
-            def pulled(*args: Array) -> float:
-                return float(np.sum(_tree_dot(fn(*args), cotangent)))
-
-            grads = []
-            for index, primal in enumerate(primals64):
-                grad = np.zeros_like(primal)
-                flat = grad.reshape(-1)
-                for position in range(primal.size):
-                    step = 1e-6 * max(1.0, abs(float(primal.reshape(-1)[position])))
-                    plus, minus = [p.copy() for p in primals64], [p.copy() for p in primals64]
-                    plus[index].reshape(-1)[position] += step
-                    minus[index].reshape(-1)[position] -= step
-                    flat[position] = (pulled(*plus) - pulled(*minus)) / (2 * step)
-                grads.append(grad)
-            return grads
-
-        return out, vjp_fn
 
     def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
         gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
@@ -273,26 +269,28 @@ class NumpyBackend(Backend):
             outputs[rows[active], positions[active]] = h_next[active]
         return outputs, h, c
 
+    # training
+
     def clip_grad_norm(self, grads: Sequence[Array], max_norm: float) -> list[Array]:
         total = np.sqrt(sum(np.sum(np.square(np.asarray(g, dtype=np.float64))) for g in grads))
         if total <= max_norm:
             return list(grads)
         return [(g * (max_norm / total)).astype(g.dtype) for g in grads]
 
-    # stop_gradient: not expressible when gradients are finite differences of the forward pass.
-
     def warmup_schedule(self, steps: Array, d_model: int, warmup: int) -> Array:
         steps = np.asarray(steps, dtype=np.float64)
         return d_model**-0.5 * np.minimum(steps**-0.5, steps * float(warmup) ** -1.5)
 
-    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
-        hidden = np.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
-        return hidden @ params["v"]
+    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
+        rng = np.random.default_rng(seed)
+        selected = rng.random(tokens.shape) < 0.15
+        action = rng.random(tokens.shape)
+        replacements = rng.integers(0, vocab_size, tokens.shape)
+        corrupted = np.where(selected & (action < 0.8), mask_id, tokens)
+        corrupted = np.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
+        return corrupted.astype(tokens.dtype), selected
 
-    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
-        if weight is not None:
-            query = query @ weight
-        return np.einsum("bd,bsd->bs", query, keys)
+    # decoding and the rest
 
     def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
         vocab = initial.shape[0]
@@ -307,21 +305,14 @@ class NumpyBackend(Backend):
             scores = candidates[best]
         return sequences, scores
 
-    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
-        rng = np.random.default_rng(seed)
-        selected = rng.random(tokens.shape) < 0.15
-        action = rng.random(tokens.shape)
-        replacements = rng.integers(0, vocab_size, tokens.shape)
-        corrupted = np.where(selected & (action < 0.8), mask_id, tokens)
-        corrupted = np.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
-        return corrupted.astype(tokens.dtype), selected
+    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
+        hidden = np.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
+        return hidden @ params["v"]
 
-    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
-        batch, channels, height, width = images.shape
-        embed, patch = weight.shape[0], weight.shape[-1]
-        rows, cols = height // patch, width // patch
-        patches = images.reshape(batch, channels, rows, patch, cols, patch).transpose(0, 2, 4, 1, 3, 5)
-        return patches.reshape(batch, rows * cols, -1) @ weight.reshape(embed, -1).T + bias
+    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
+        if weight is not None:
+            query = query @ weight
+        return np.einsum("bd,bsd->bs", query, keys)
 
     def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
         projected = h @ w.T
@@ -333,10 +324,32 @@ class NumpyBackend(Backend):
         exponentials = np.where(allowed, np.exp(scores - np.max(scores, axis=-1, keepdims=True)), 0.0)
         return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
 
-    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
-        logits = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(scale, q.shape[-1]), dtype=q.dtype)
-        return self.softmax(logits + np.asarray(bias, dtype=q.dtype), axis=-1) @ v
+    # autodiff
 
+    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
+        primals64 = [np.asarray(p, dtype=np.float64) for p in primals]
+        out = fn(*primals64)
+
+        def vjp_fn(cotangent: Any) -> list[Array]:
+            def pulled(*args: Array) -> float:
+                return float(np.sum(_tree_dot(fn(*args), cotangent)))
+
+            grads = []
+            for index, primal in enumerate(primals64):
+                grad = np.zeros_like(primal)
+                flat = grad.reshape(-1)
+                for position in range(primal.size):
+                    step = 1e-6 * max(1.0, abs(float(primal.reshape(-1)[position])))
+                    plus, minus = [p.copy() for p in primals64], [p.copy() for p in primals64]
+                    plus[index].reshape(-1)[position] += step
+                    minus[index].reshape(-1)[position] -= step
+                    flat[position] = (pulled(*plus) - pulled(*minus)) / (2 * step)
+                grads.append(grad)
+            return grads
+
+        return out, vjp_fn
+
+    # stop_gradient: not expressible when gradients are finite differences of the forward pass.
 
 
 def _tree_dot(out: Any, cotangent: Any) -> float:
