@@ -44,6 +44,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from nnspec.backends import _formulas
 from nnspec.backends.base import Backend, InputNotSupported, Unavailable
 from nnspec.errors import BackendError
 
@@ -574,21 +575,9 @@ class JaxBackend(Backend):
         mask: Array | None = None,
         is_causal: bool = False,
     ) -> Array:
-        def project(x: Array, name: str) -> Array:
-            return x @ params[f"w_{name}"].T + params[f"b_{name}"]
-
-        def split(x: Array) -> Array:  # (B, T, M) -> (B, H, T, M/H)
-            batch, length, width = x.shape
-            return x.reshape(batch, length, num_heads, width // num_heads).transpose(0, 2, 1, 3)
-
         # Through this backend's own attention (so a subclass's attention is checked here too);
         # under jit the layout transposes on both sides of it cancel.
-        heads = self.attention(
-            split(project(x_q, "q")), split(project(x_kv, "k")), split(project(x_kv, "v")),
-            mask=mask, is_causal=is_causal,
-        )
-        batch, _, length, _ = heads.shape
-        return project(heads.transpose(0, 2, 1, 3).reshape(batch, length, -1), "o")
+        return _formulas.multi_head_attention(self.attention, x_q, x_kv, params, num_heads, mask, is_causal)
 
     @jit_method("is_causal")
     def linear_attention(self, q: Array, k: Array, v: Array, is_causal: bool = False) -> Array:
@@ -612,31 +601,19 @@ class JaxBackend(Backend):
         import jax.numpy as jnp
 
         # The table is computed in float64 (x64 is on) and rounded once to `dtype`.
-        positions = jnp.arange(length, dtype=jnp.float64)[:, None]
-        pair_index = jnp.arange(0, d_model, 2, dtype=jnp.float64)[None, :]
-        angles = positions / jnp.power(10000.0, pair_index / d_model)
-        # Interleave sin (even columns) and cos (odd columns); an odd width ends on a sin column.
-        interleaved = jnp.stack((jnp.sin(angles), jnp.cos(angles)), axis=-1).reshape(length, -1)
-        return interleaved[:, :d_model].astype(dtype)
+        return _formulas.sinusoidal_encoding(jnp, length, d_model, dtype)
 
     @jit_method()
     def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
         import jax.numpy as jnp
 
-        dim = x.shape[-1]
-        frequencies = base ** (-jnp.arange(0, dim, 2, dtype=jnp.float64) / dim)
-        angles = jnp.asarray(positions, dtype=jnp.float64)[:, None] * frequencies[None, :]
-        cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
-        even, odd = x[..., 0::2], x[..., 1::2]
-        return jnp.stack((even * cos - odd * sin, even * sin + odd * cos), axis=-1).reshape(x.shape)
+        return _formulas.rope(jnp, x, positions, base)
 
     @jit_method("num_heads", "q_len", "k_len", "dtype")
     def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Array:
         import jax.numpy as jnp
 
-        slopes = 2.0 ** (-8.0 * jnp.arange(1, num_heads + 1, dtype=jnp.float64) / num_heads)
-        distance = jnp.maximum(jnp.arange(q_len)[:, None] - jnp.arange(k_len)[None, :], 0)
-        return (-slopes[:, None, None] * distance[None, :, :]).astype(dtype)
+        return _formulas.alibi_bias(jnp, num_heads, q_len, k_len, dtype)
 
     # normalisation and layers
 
@@ -668,42 +645,25 @@ class JaxBackend(Backend):
     def rnn_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
         import jax.numpy as jnp
 
-        return jnp.tanh(x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"])
+        return _formulas.rnn_cell(jnp, x, h, params)
 
     @jit_method()
     def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
         import jax.numpy as jnp
 
-        sigmoid = self.jax.nn.sigmoid
-        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
-        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4, axis=-1)
-        c_next = sigmoid(forget_gate) * c + sigmoid(input_gate) * jnp.tanh(candidate)
-        h_next = sigmoid(output_gate) * jnp.tanh(c_next)
-        return h_next, c_next
+        return _formulas.lstm_cell(jnp, self.jax.nn.sigmoid, x, h, c, params)
 
     @jit_method()
     def gru_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
         import jax.numpy as jnp
 
-        sigmoid = self.jax.nn.sigmoid
-        input_r, input_z, input_n = jnp.split(x @ params["w_ih"].T + params["b_ih"], 3, axis=-1)
-        hidden_r, hidden_z, hidden_n = jnp.split(h @ params["w_hh"].T + params["b_hh"], 3, axis=-1)
-        reset = sigmoid(input_r + hidden_r)
-        update = sigmoid(input_z + hidden_z)
-        candidate = jnp.tanh(input_n + reset * hidden_n)
-        return (1.0 - update) * candidate + update * h
+        return _formulas.gru_cell(jnp, self.jax.nn.sigmoid, x, h, params)
 
     @jit_method()
     def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
         import jax.numpy as jnp
 
-        sigmoid = self.jax.nn.sigmoid
-        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
-        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4, axis=-1)
-        c_next = (sigmoid(forget_gate + params["p_f"] * c) * c
-                  + sigmoid(input_gate + params["p_i"] * c) * jnp.tanh(candidate))
-        h_next = sigmoid(output_gate + params["p_o"] * c_next) * jnp.tanh(c_next)
-        return h_next, c_next
+        return _formulas.peephole_lstm_cell(jnp, self.jax.nn.sigmoid, x, h, c, params)
 
     @jit_method("reverse")
     def lstm_sequence(
@@ -774,32 +734,19 @@ class JaxBackend(Backend):
     def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
         import jax.numpy as jnp
 
-        vocab = initial.shape[0]
-        # Stable sorts: ties go to the earlier beam entry, then to the lower token index.
-        first = jnp.argsort(-initial, stable=True)[:beam_width]
-        sequences, scores = first[:, None], initial[first]
-        for step in range(transitions.shape[0]):  # unrolled: the beam's size changes at first
-            candidates = (scores[:, None] + transitions[step][sequences[:, -1]]).reshape(-1)
-            best = jnp.argsort(-candidates, stable=True)[:beam_width]
-            parents, tokens = jnp.divmod(best, vocab)
-            sequences = jnp.concatenate([sequences[parents], tokens[:, None]], axis=1)
-            scores = candidates[best]
-        return sequences, scores
+        return _formulas.beam_search(jnp, initial, transitions, beam_width)
 
     @jit_method()
     def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
         import jax.numpy as jnp
 
-        hidden = jnp.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
-        return hidden @ params["v"]
+        return _formulas.additive_attention_scores(jnp, query, keys, params)
 
     @jit_method()
     def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
         import jax.numpy as jnp
 
-        if weight is not None:
-            query = query @ weight
-        return jnp.einsum("bd,bsd->bs", query, keys)
+        return _formulas.luong_scores(jnp, query, keys, weight)
 
     @jit_method()
     def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
