@@ -21,36 +21,35 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-# The protocol's primitives, in the order every backend file lists them.
-PRIMITIVES: tuple[str, ...] = (
-    "softmax",
-    "attention_weights",
-    "attention",
-    "tiled_attention",
-    "multi_head_attention",
-    "linear_attention",
-    "layer_norm",
-    "feed_forward",
-    "sinusoidal_encoding",
-    "rope",
-    "alibi_bias",
-    "rnn_cell",
-    "lstm_cell",
-    "gru_cell",
-    "vjp",
-    "peephole_lstm_cell",
-    "lstm_sequence",
-    "clip_grad_norm",
-    "stop_gradient",
-    "warmup_schedule",
-    "additive_attention_scores",
-    "luong_scores",
-    "beam_search",
-    "mlm_corrupt",
-    "patch_embed",
-    "gat_attention",
-    "attention_with_bias",
-)
+# The protocol's primitives by family, in the order every backend file lists them. The families
+# follow what a property needs to run: attention first (softmax and the kernels built on it, the
+# additive-bias form beside the boolean-mask one, then the blocked, multi-head and kernelised
+# variants), the positional encodings that feed attention, the per-position layers, the recurrent
+# cells and the layer composed of them, the training-time transforms (clipping, the schedule, the
+# masked-LM corruption), the decoders and scoring functions that stand alone, and last autodiff,
+# which every family above uses (``vjp`` differentiates functions built from the others and
+# ``stop_gradient`` marks their constants). Adding a primitive means adding it to its family here;
+# ``PRIMITIVES`` and the order tests follow.
+PRIMITIVE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "attention": (
+        "softmax",
+        "attention_weights",
+        "attention",
+        "attention_with_bias",
+        "tiled_attention",
+        "multi_head_attention",
+        "linear_attention",
+    ),
+    "positional": ("sinusoidal_encoding", "rope", "alibi_bias"),
+    "normalisation and layers": ("layer_norm", "feed_forward", "patch_embed"),
+    "recurrent": ("rnn_cell", "lstm_cell", "gru_cell", "peephole_lstm_cell", "lstm_sequence"),
+    "training": ("clip_grad_norm", "warmup_schedule", "mlm_corrupt"),
+    "decoding and the rest": ("beam_search", "additive_attention_scores", "luong_scores", "gat_attention"),
+    "autodiff": ("vjp", "stop_gradient"),
+}
+
+#: Every primitive of the protocol, family by family (:data:`PRIMITIVE_FAMILIES`).
+PRIMITIVES: tuple[str, ...] = tuple(name for family in PRIMITIVE_FAMILIES.values() for name in family)
 
 
 #: Composite primitives and the lower primitives a backend composes each from by default (through
@@ -197,6 +196,12 @@ class Backend:
         return {}
 
     # -- the boundary --------------------------------------------------------------------------
+    # Not primitives (outside PRIMITIVES, never stubs, never a property's subject): how arrays
+    # cross between NumPy and this backend (asarray, to_numpy, cast) and the optional hook
+    # ``compile_seconds() -> float``, which a backend that compiles (JAX) defines to report the
+    # seconds this process has spent compiling; the runner records a property's share of it and,
+    # for a backend without the method, records no compile time at all (None, not 0). The base
+    # class therefore leaves compile_seconds undefined on purpose.
 
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> Any:
         """Convert a NumPy array into this backend's array type.
@@ -210,7 +215,13 @@ class Backend:
         """Convert one of this backend's arrays into a NumPy array."""
         return np.asarray(x)
 
-    # -- primitives, in protocol order ----------------------------------------------------------
+    def cast(self, x: Any, dtype: str) -> Any:
+        """``x``, one of this backend's arrays, converted to the dtype named ``dtype`` (one of :attr:`dtypes`)."""
+        return x.astype(dtype)
+
+    # -- primitives, family by family in protocol order (PRIMITIVE_FAMILIES) ----------------------
+
+    # attention
 
     @_stub
     def softmax(self, x: Any, axis: int = -1) -> Any:
@@ -238,6 +249,20 @@ class Backend:
         scale: float | None = None,
     ) -> Any:
         """Scaled dot-product attention: ``(BHLD), (BHSD), (BHSDv) -> (BHLDv)``."""
+        raise NotImplementedError
+
+    @_stub
+    def attention_with_bias(self, q: Any, k: Any, v: Any, bias: Any, scale: float | None = None) -> Any:
+        """Attention with an additive float mask: ``softmax(scale * q @ k^T + bias) @ v``.
+
+        ``bias`` broadcasts to ``(B, H, L, S)``; ``0`` keeps a key and ``-inf`` removes it, so a
+        0/-inf bias is the additive form of a boolean mask (``where(mask, 0, -inf)``); finite
+        values shift logits (ALiBi, relative positions). A separate primitive rather than a float
+        ``mask`` for :meth:`attention`, whose ``mask`` stays boolean: one argument with two
+        meanings invites the polarity bug (a 0/-inf mask cast to bool reads as its inverse).
+        torch: ``scaled_dot_product_attention`` with a float ``attn_mask``; JAX:
+        ``jax.nn.dot_product_attention(..., bias=...)``.
+        """
         raise NotImplementedError
 
     @_stub
@@ -284,15 +309,7 @@ class Backend:
         """
         raise NotImplementedError
 
-    @_stub
-    def layer_norm(self, x: Any, weight: Any, bias: Any, eps: float = 1e-5) -> Any:
-        """Normalise the last axis to zero mean and unit (biased) variance, then ``* weight + bias``."""
-        raise NotImplementedError
-
-    @_stub
-    def feed_forward(self, x: Any, params: dict[str, Any]) -> Any:
-        """Position-wise FFN: ``relu(x @ w_1.T + b_1) @ w_2.T + b_2``; ``w_1 (F, M)``, ``w_2 (M, F)``."""
-        raise NotImplementedError
+    # positional
 
     @_stub
     def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Any:
@@ -319,6 +336,30 @@ class Backend:
         """
         raise NotImplementedError
 
+    # normalisation and layers
+
+    @_stub
+    def layer_norm(self, x: Any, weight: Any, bias: Any, eps: float = 1e-5) -> Any:
+        """Normalise the last axis to zero mean and unit (biased) variance, then ``* weight + bias``."""
+        raise NotImplementedError
+
+    @_stub
+    def feed_forward(self, x: Any, params: dict[str, Any]) -> Any:
+        """Position-wise FFN: ``relu(x @ w_1.T + b_1) @ w_2.T + b_2``; ``w_1 (F, M)``, ``w_2 (M, F)``."""
+        raise NotImplementedError
+
+    @_stub
+    def patch_embed(self, images: Any, weight: Any, bias: Any) -> Any:
+        """ViT patch embedding: ``images (B, C, H, W)``, ``weight (E, C, P, P)``, ``bias (E,) -> (B, N, E)``.
+
+        The image is cut into non-overlapping ``P x P`` patches (``H`` and ``W`` multiples of
+        ``P``), numbered row by row; each is flattened and projected: a convolution with kernel
+        and stride ``P``. ``N = (H / P) * (W / P)``.
+        """
+        raise NotImplementedError
+
+    # recurrent
+
     @_stub
     def rnn_cell(self, x: Any, h: Any, params: dict[str, Any]) -> Any:
         """Elman cell ``h' = tanh(x @ w_ih.T + h @ w_hh.T + b)``; ``w_ih (N, I)``, ``w_hh (N, N)``, ``b (N,)``."""
@@ -340,15 +381,6 @@ class Backend:
         ``params``: ``w_ih (3N, I)``, ``w_hh (3N, N)``, ``b_ih (3N,)``, ``b_hh (3N,)``, gate blocks
         in the order r, z, n. ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`` and
         ``h' = (1 - z) * n + z * h``.
-        """
-        raise NotImplementedError
-
-    @_stub
-    def vjp(self, fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Sequence[Any]]]:
-        """``(fn(*primals), vjp_fn)`` with the meaning of ``jax.vjp``.
-
-        ``fn`` is built from this backend's own primitives and takes and returns its arrays;
-        ``vjp_fn(cotangent)`` returns one cotangent per primal.
         """
         raise NotImplementedError
 
@@ -380,6 +412,8 @@ class Backend:
         """
         raise NotImplementedError
 
+    # training
+
     @_stub
     def clip_grad_norm(self, grads: Sequence[Any], max_norm: float) -> list[Any]:
         """Rescale a list of gradient arrays by one common factor so their global norm is at most ``max_norm``.
@@ -392,15 +426,35 @@ class Backend:
         raise NotImplementedError
 
     @_stub
-    def stop_gradient(self, x: Any) -> Any:
-        """``x`` unchanged in value, but a constant for :meth:`vjp`: no gradient flows through it."""
-        raise NotImplementedError
-
-    @_stub
     def warmup_schedule(self, steps: Any, d_model: int, warmup: int) -> Any:
         """The Transformer learning-rate schedule at integer ``steps (K,)`` (each >= 1): ``(K,)`` floats.
 
         ``lr(step) = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)``.
+        """
+        raise NotImplementedError
+
+    @_stub
+    def mlm_corrupt(self, tokens: Any, vocab_size: int, mask_id: int, seed: int) -> tuple[Any, Any]:
+        """BERT's masked-LM corruption of integer ``tokens (B, L)``: ``-> (corrupted (B, L), selected (B, L))``.
+
+        Each position is selected independently with probability 0.15. A selected token becomes
+        ``mask_id`` with probability 0.8, a token drawn uniformly from ``0 .. vocab_size - 1`` with
+        probability 0.1, and stays as it is with probability 0.1. Unselected tokens are unchanged.
+        ``selected`` is boolean; ``seed`` fixes the draw.
+        """
+        raise NotImplementedError
+
+    # decoding and the rest
+
+    @_stub
+    def beam_search(self, initial: Any, transitions: Any, beam_width: int) -> tuple[Any, Any]:
+        """Beam search over a first-order model given as log-probability tables.
+
+        ``initial (V,)`` scores the first token, ``transitions (T-1, V, V)`` the token at step
+        ``t + 1`` given the token at step ``t`` (``transitions[t, previous, next]``). A sequence's
+        score is the sum of its log-probabilities. At each step every kept prefix is extended by
+        every token and the ``beam_width`` best extensions are kept. Returns
+        ``tokens (K, T)`` (integers) and ``scores (K,)``, best first, ``K = min(beam_width, V^T)``.
         """
         raise NotImplementedError
 
@@ -422,39 +476,6 @@ class Backend:
         raise NotImplementedError
 
     @_stub
-    def beam_search(self, initial: Any, transitions: Any, beam_width: int) -> tuple[Any, Any]:
-        """Beam search over a first-order model given as log-probability tables.
-
-        ``initial (V,)`` scores the first token, ``transitions (T-1, V, V)`` the token at step
-        ``t + 1`` given the token at step ``t`` (``transitions[t, previous, next]``). A sequence's
-        score is the sum of its log-probabilities. At each step every kept prefix is extended by
-        every token and the ``beam_width`` best extensions are kept. Returns
-        ``tokens (K, T)`` (integers) and ``scores (K,)``, best first, ``K = min(beam_width, V^T)``.
-        """
-        raise NotImplementedError
-
-    @_stub
-    def mlm_corrupt(self, tokens: Any, vocab_size: int, mask_id: int, seed: int) -> tuple[Any, Any]:
-        """BERT's masked-LM corruption of integer ``tokens (B, L)``: ``-> (corrupted (B, L), selected (B, L))``.
-
-        Each position is selected independently with probability 0.15. A selected token becomes
-        ``mask_id`` with probability 0.8, a token drawn uniformly from ``0 .. vocab_size - 1`` with
-        probability 0.1, and stays as it is with probability 0.1. Unselected tokens are unchanged.
-        ``selected`` is boolean; ``seed`` fixes the draw.
-        """
-        raise NotImplementedError
-
-    @_stub
-    def patch_embed(self, images: Any, weight: Any, bias: Any) -> Any:
-        """ViT patch embedding: ``images (B, C, H, W)``, ``weight (E, C, P, P)``, ``bias (E,) -> (B, N, E)``.
-
-        The image is cut into non-overlapping ``P x P`` patches (``H`` and ``W`` multiples of
-        ``P``), numbered row by row; each is flattened and projected: a convolution with kernel
-        and stride ``P``. ``N = (H / P) * (W / P)``.
-        """
-        raise NotImplementedError
-
-    @_stub
     def gat_attention(self, h: Any, adjacency: Any, w: Any, a: Any, negative_slope: float = 0.2) -> Any:
         """Graph-attention coefficients of one GAT head: ``h (N, F)``, ``adjacency (N, N) -> (N, N)``.
 
@@ -464,16 +485,18 @@ class Backend:
         """
         raise NotImplementedError
 
-    @_stub
-    def attention_with_bias(self, q: Any, k: Any, v: Any, bias: Any, scale: float | None = None) -> Any:
-        """Attention with an additive float mask: ``softmax(scale * q @ k^T + bias) @ v``.
+    # autodiff
 
-        ``bias`` broadcasts to ``(B, H, L, S)``; ``0`` keeps a key and ``-inf`` removes it, so a
-        0/-inf bias is the additive form of a boolean mask (``where(mask, 0, -inf)``); finite
-        values shift logits (ALiBi, relative positions). A separate primitive rather than a float
-        ``mask`` for :meth:`attention`, whose ``mask`` stays boolean: one argument with two
-        meanings invites the polarity bug (a 0/-inf mask cast to bool reads as its inverse).
-        torch: ``scaled_dot_product_attention`` with a float ``attn_mask``; JAX:
-        ``jax.nn.dot_product_attention(..., bias=...)``.
+    @_stub
+    def vjp(self, fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Sequence[Any]]]:
+        """``(fn(*primals), vjp_fn)`` with the meaning of ``jax.vjp``.
+
+        ``fn`` is built from this backend's own primitives and takes and returns its arrays;
+        ``vjp_fn(cotangent)`` returns one cotangent per primal.
         """
+        raise NotImplementedError
+
+    @_stub
+    def stop_gradient(self, x: Any) -> Any:
+        """``x`` unchanged in value, but a constant for :meth:`vjp`: no gradient flows through it."""
         raise NotImplementedError

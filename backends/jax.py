@@ -44,6 +44,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from nnspec.backends import _formulas
 from nnspec.backends.base import Backend, InputNotSupported, Unavailable
 from nnspec.errors import BackendError
 
@@ -373,10 +374,6 @@ class JaxBackend(Backend):
             found["gpu"] = str(getattr(self._device, "device_kind", self._device))
         return found
 
-    def compile_seconds(self) -> float:
-        """Seconds this process has spent compiling JAX functions; see :func:`compile_stats`."""
-        return compile_stats()["compile_seconds"]
-
     # -- the boundary --------------------------------------------------------------------------
 
     def asarray(self, x: np.ndarray, dtype: str | None = None) -> Array:
@@ -396,7 +393,13 @@ class JaxBackend(Backend):
             raise BackendError(f"jax backend dtypes are {list(_ALL_DTYPES)}. Received: {dtype!r}")
         return x.astype(dtype)
 
-    # -- primitives, in protocol order ----------------------------------------------------------
+    def compile_seconds(self) -> float:
+        """Seconds this process has spent compiling JAX functions; see :func:`compile_stats`."""
+        return compile_stats()["compile_seconds"]
+
+    # -- primitives, family by family in protocol order (PRIMITIVE_FAMILIES) ----------------------
+
+    # attention
 
     @jit_method("axis")
     def softmax(self, x: Array, axis: int = -1) -> Array:
@@ -482,6 +485,16 @@ class JaxBackend(Backend):
             raise InputNotSupported(f"jax's cuDNN attention does not take these inputs. Received: {error}") from error
         return out[..., :value_dim]
 
+    @jit_method("scale", eager_when=_float16_on_cpu)
+    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
+        def to_jax_layout(x: Array) -> Array:  # (B, H, T, D) <-> (B, T, H, D)
+            return x.transpose(0, 2, 1, 3)
+
+        out = self._dot_product_attention(
+            to_jax_layout(q), to_jax_layout(k), to_jax_layout(v), None, False, scale, bias=bias
+        )
+        return to_jax_layout(out)
+
     @jit_method("block_q", "block_k", "is_causal", "scale")
     def tiled_attention(
         self,
@@ -562,21 +575,9 @@ class JaxBackend(Backend):
         mask: Array | None = None,
         is_causal: bool = False,
     ) -> Array:
-        def project(x: Array, name: str) -> Array:
-            return x @ params[f"w_{name}"].T + params[f"b_{name}"]
-
-        def split(x: Array) -> Array:  # (B, T, M) -> (B, H, T, M/H)
-            batch, length, width = x.shape
-            return x.reshape(batch, length, num_heads, width // num_heads).transpose(0, 2, 1, 3)
-
         # Through this backend's own attention (so a subclass's attention is checked here too);
         # under jit the layout transposes on both sides of it cancel.
-        heads = self.attention(
-            split(project(x_q, "q")), split(project(x_kv, "k")), split(project(x_kv, "v")),
-            mask=mask, is_causal=is_causal,
-        )
-        batch, _, length, _ = heads.shape
-        return project(heads.transpose(0, 2, 1, 3).reshape(batch, length, -1), "o")
+        return _formulas.multi_head_attention(self.attention, x_q, x_kv, params, num_heads, mask, is_causal)
 
     @jit_method("is_causal")
     def linear_attention(self, q: Array, k: Array, v: Array, is_causal: bool = False) -> Array:
@@ -593,6 +594,29 @@ class JaxBackend(Backend):
         normaliser = jnp.einsum("bhld,bhd->bhl", q_features, k_features.sum(axis=-2))[..., None]
         return (q_features @ key_values) / normaliser
 
+    # positional
+
+    @jit_method("length", "d_model", "dtype")
+    def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
+        import jax.numpy as jnp
+
+        # The table is computed in float64 (x64 is on) and rounded once to `dtype`.
+        return _formulas.sinusoidal_encoding(jnp, length, d_model, dtype)
+
+    @jit_method()
+    def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
+        import jax.numpy as jnp
+
+        return _formulas.rope(jnp, x, positions, base)
+
+    @jit_method("num_heads", "q_len", "k_len", "dtype")
+    def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Array:
+        import jax.numpy as jnp
+
+        return _formulas.alibi_bias(jnp, num_heads, q_len, k_len, dtype)
+
+    # normalisation and layers
+
     @jit_method()
     def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
         # jax.nn.standardize is what Flax's LayerNorm computes; its default variance is the
@@ -604,87 +628,42 @@ class JaxBackend(Backend):
         hidden = self.jax.nn.relu(x @ params["w_1"].T + params["b_1"])
         return hidden @ params["w_2"].T + params["b_2"]
 
-    @jit_method("length", "d_model", "dtype")
-    def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
-        import jax.numpy as jnp
-
-        # The table is computed in float64 (x64 is on) and rounded once to `dtype`.
-        positions = jnp.arange(length, dtype=jnp.float64)[:, None]
-        pair_index = jnp.arange(0, d_model, 2, dtype=jnp.float64)[None, :]
-        angles = positions / jnp.power(10000.0, pair_index / d_model)
-        # Interleave sin (even columns) and cos (odd columns); an odd width ends on a sin column.
-        interleaved = jnp.stack((jnp.sin(angles), jnp.cos(angles)), axis=-1).reshape(length, -1)
-        return interleaved[:, :d_model].astype(dtype)
-
     @jit_method()
-    def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
-        import jax.numpy as jnp
+    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
+        # A strided convolution, as Flax's ViT does it: kernel and stride P, no padding.
+        patch = weight.shape[-1]
+        embedded = self.jax.lax.conv_general_dilated(
+            images, weight, window_strides=(patch, patch), padding="VALID",
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )  # (B, E, H/P, W/P)
+        batch, embed = embedded.shape[:2]
+        return embedded.reshape(batch, embed, -1).transpose(0, 2, 1) + bias
 
-        dim = x.shape[-1]
-        frequencies = base ** (-jnp.arange(0, dim, 2, dtype=jnp.float64) / dim)
-        angles = jnp.asarray(positions, dtype=jnp.float64)[:, None] * frequencies[None, :]
-        cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
-        even, odd = x[..., 0::2], x[..., 1::2]
-        return jnp.stack((even * cos - odd * sin, even * sin + odd * cos), axis=-1).reshape(x.shape)
-
-    @jit_method("num_heads", "q_len", "k_len", "dtype")
-    def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Array:
-        import jax.numpy as jnp
-
-        slopes = 2.0 ** (-8.0 * jnp.arange(1, num_heads + 1, dtype=jnp.float64) / num_heads)
-        distance = jnp.maximum(jnp.arange(q_len)[:, None] - jnp.arange(k_len)[None, :], 0)
-        return (-slopes[:, None, None] * distance[None, :, :]).astype(dtype)
+    # recurrent
 
     @jit_method()
     def rnn_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
         import jax.numpy as jnp
 
-        return jnp.tanh(x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"])
+        return _formulas.rnn_cell(jnp, x, h, params)
 
     @jit_method()
     def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
         import jax.numpy as jnp
 
-        sigmoid = self.jax.nn.sigmoid
-        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
-        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4, axis=-1)
-        c_next = sigmoid(forget_gate) * c + sigmoid(input_gate) * jnp.tanh(candidate)
-        h_next = sigmoid(output_gate) * jnp.tanh(c_next)
-        return h_next, c_next
+        return _formulas.lstm_cell(jnp, self.jax.nn.sigmoid, x, h, c, params)
 
     @jit_method()
     def gru_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
         import jax.numpy as jnp
 
-        sigmoid = self.jax.nn.sigmoid
-        input_r, input_z, input_n = jnp.split(x @ params["w_ih"].T + params["b_ih"], 3, axis=-1)
-        hidden_r, hidden_z, hidden_n = jnp.split(h @ params["w_hh"].T + params["b_hh"], 3, axis=-1)
-        reset = sigmoid(input_r + hidden_r)
-        update = sigmoid(input_z + hidden_z)
-        candidate = jnp.tanh(input_n + reset * hidden_n)
-        return (1.0 - update) * candidate + update * h
-
-    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
-        with self.jax.default_device(self._device):
-            out, pullback = self.jax.vjp(fn, *primals)
-
-        def pinned_pullback(cotangent: Any) -> Sequence[Array]:
-            with self.jax.default_device(self._device):
-                return pullback(cotangent)
-
-        return out, pinned_pullback
+        return _formulas.gru_cell(jnp, self.jax.nn.sigmoid, x, h, params)
 
     @jit_method()
     def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
         import jax.numpy as jnp
 
-        sigmoid = self.jax.nn.sigmoid
-        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
-        input_gate, forget_gate, candidate, output_gate = jnp.split(gates, 4, axis=-1)
-        c_next = (sigmoid(forget_gate + params["p_f"] * c) * c
-                  + sigmoid(input_gate + params["p_i"] * c) * jnp.tanh(candidate))
-        h_next = sigmoid(output_gate + params["p_o"] * c_next) * jnp.tanh(c_next)
-        return h_next, c_next
+        return _formulas.peephole_lstm_cell(jnp, self.jax.nn.sigmoid, x, h, c, params)
 
     @jit_method("reverse")
     def lstm_sequence(
@@ -717,6 +696,8 @@ class JaxBackend(Backend):
             per_step = jnp.where((step_of >= 0)[..., None], gathered, 0.0)
         return per_step, h, c
 
+    # training
+
     @jit_method()
     def clip_grad_norm(self, grads: Sequence[Array], max_norm: float) -> list[Array]:
         # optax.clip_by_global_norm's rule: one factor, applied only when the norm exceeds max_norm.
@@ -726,46 +707,12 @@ class JaxBackend(Backend):
         factor = jnp.where(total > max_norm, max_norm / total, 1.0)
         return [(g * factor).astype(g.dtype) for g in grads]
 
-    def stop_gradient(self, x: Array) -> Array:
-        return self.jax.lax.stop_gradient(x)
-
     @jit_method()
     def warmup_schedule(self, steps: Array, d_model: int, warmup: int) -> Array:
         import jax.numpy as jnp
 
         steps = jnp.asarray(steps, dtype=jnp.float64)
         return d_model**-0.5 * jnp.minimum(steps**-0.5, steps * jnp.asarray(warmup, jnp.float64) ** -1.5)
-
-    @jit_method()
-    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
-        import jax.numpy as jnp
-
-        hidden = jnp.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
-        return hidden @ params["v"]
-
-    @jit_method()
-    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
-        import jax.numpy as jnp
-
-        if weight is not None:
-            query = query @ weight
-        return jnp.einsum("bd,bsd->bs", query, keys)
-
-    @jit_method("beam_width")
-    def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
-        import jax.numpy as jnp
-
-        vocab = initial.shape[0]
-        # Stable sorts: ties go to the earlier beam entry, then to the lower token index.
-        first = jnp.argsort(-initial, stable=True)[:beam_width]
-        sequences, scores = first[:, None], initial[first]
-        for step in range(transitions.shape[0]):  # unrolled: the beam's size changes at first
-            candidates = (scores[:, None] + transitions[step][sequences[:, -1]]).reshape(-1)
-            best = jnp.argsort(-candidates, stable=True)[:beam_width]
-            parents, tokens = jnp.divmod(best, vocab)
-            sequences = jnp.concatenate([sequences[parents], tokens[:, None]], axis=1)
-            scores = candidates[best]
-        return sequences, scores
 
     @jit_method()
     def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
@@ -781,16 +728,25 @@ class JaxBackend(Backend):
         corrupted = jnp.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
         return corrupted, selected
 
+    # decoding and the rest
+
+    @jit_method("beam_width")
+    def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
+        import jax.numpy as jnp
+
+        return _formulas.beam_search(jnp, initial, transitions, beam_width)
+
     @jit_method()
-    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
-        # A strided convolution, as Flax's ViT does it: kernel and stride P, no padding.
-        patch = weight.shape[-1]
-        embedded = self.jax.lax.conv_general_dilated(
-            images, weight, window_strides=(patch, patch), padding="VALID",
-            dimension_numbers=("NCHW", "OIHW", "NCHW"),
-        )  # (B, E, H/P, W/P)
-        batch, embed = embedded.shape[:2]
-        return embedded.reshape(batch, embed, -1).transpose(0, 2, 1) + bias
+    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
+        import jax.numpy as jnp
+
+        return _formulas.additive_attention_scores(jnp, query, keys, params)
+
+    @jit_method()
+    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
+        import jax.numpy as jnp
+
+        return _formulas.luong_scores(jnp, query, keys, weight)
 
     @jit_method()
     def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
@@ -803,12 +759,17 @@ class JaxBackend(Backend):
         allowed = jnp.asarray(adjacency, dtype=bool)
         return self.jax.nn.softmax(jnp.where(allowed, scores, -jnp.inf), axis=-1, where=allowed)
 
-    @jit_method("scale", eager_when=_float16_on_cpu)
-    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
-        def to_jax_layout(x: Array) -> Array:  # (B, H, T, D) <-> (B, T, H, D)
-            return x.transpose(0, 2, 1, 3)
+    # autodiff
 
-        out = self._dot_product_attention(
-            to_jax_layout(q), to_jax_layout(k), to_jax_layout(v), None, False, scale, bias=bias
-        )
-        return to_jax_layout(out)
+    def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
+        with self.jax.default_device(self._device):
+            out, pullback = self.jax.vjp(fn, *primals)
+
+        def pinned_pullback(cotangent: Any) -> Sequence[Array]:
+            with self.jax.default_device(self._device):
+                return pullback(cotangent)
+
+        return out, pinned_pullback
+
+    def stop_gradient(self, x: Array) -> Array:
+        return self.jax.lax.stop_gradient(x)

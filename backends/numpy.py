@@ -1,5 +1,8 @@
 """The NumPy reference backend: readable, float64-capable, written straight from the formulas.
 
+The formulas that the JAX backend computes step for step the same way are written once, against
+an array namespace, in ``backends/_formulas.py``; this backend calls them with ``numpy``.
+
 Gradients: NumPy has no autodiff, so :meth:`NumpyBackend.vjp` differentiates numerically by
 central differences in float64 (step ``h = 1e-6`` scaled by each input's magnitude). That is
 accurate to about 1e-8 for the smooth primitives here and returns exact zeros where an output
@@ -13,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnspec.backends import _formulas
 from nnspec.backends.base import Backend
 
 Array = np.ndarray
@@ -52,7 +56,9 @@ class NumpyBackend(Backend):
     def environment(self) -> dict[str, str]:
         return {"numpy": np.__version__}
 
-    # -- primitives, in protocol order ----------------------------------------------------------
+    # -- primitives, family by family in protocol order (PRIMITIVE_FAMILIES) ----------------------
+
+    # attention
 
     def softmax(self, x: Array, axis: int = -1) -> Array:
         shifted = x - np.max(x, axis=axis, keepdims=True)
@@ -91,6 +97,10 @@ class NumpyBackend(Backend):
         with np.errstate(invalid="ignore"):
             terms = weights[..., :, :, None] * v[..., None, :, :]
         return np.sum(np.where(weights[..., :, :, None] != 0, terms, 0.0), axis=-2).astype(weights.dtype)
+
+    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
+        logits = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(scale, q.shape[-1]), dtype=q.dtype)
+        return self.softmax(logits + np.asarray(bias, dtype=q.dtype), axis=-1) @ v
 
     def tiled_attention(
         self,
@@ -142,20 +152,7 @@ class NumpyBackend(Backend):
         mask: Array | None = None,
         is_causal: bool = False,
     ) -> Array:
-        def project(x: Array, name: str) -> Array:
-            return x @ params[f"w_{name}"].T + params[f"b_{name}"]
-
-        def split(x: Array) -> Array:  # (B, T, M) -> (B, H, T, M/H)
-            batch, length, width = x.shape
-            return x.reshape(batch, length, num_heads, width // num_heads).transpose(0, 2, 1, 3)
-
-        heads = self.attention(
-            split(project(x_q, "q")), split(project(x_kv, "k")), split(project(x_kv, "v")),
-            mask=mask, is_causal=is_causal,
-        )
-        batch, _, length, _ = heads.shape
-        concatenated = heads.transpose(0, 2, 1, 3).reshape(batch, length, -1)
-        return concatenated @ params["w_o"].T + params["b_o"]
+        return _formulas.multi_head_attention(self.attention, x_q, x_kv, params, num_heads, mask, is_causal)
 
     def linear_attention(self, q: Array, k: Array, v: Array, is_causal: bool = False) -> Array:
         def feature(x: Array) -> Array:  # elu(x) + 1
@@ -167,6 +164,19 @@ class NumpyBackend(Backend):
             similarity = np.tril(similarity)
         return (similarity @ v) / np.sum(similarity, axis=-1, keepdims=True)
 
+    # positional
+
+    def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
+        return _formulas.sinusoidal_encoding(np, length, d_model, dtype)
+
+    def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
+        return _formulas.rope(np, x, positions, base)
+
+    def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Array:
+        return _formulas.alibi_bias(np, num_heads, q_len, k_len, dtype)
+
+    # normalisation and layers
+
     def layer_norm(self, x: Array, weight: Array, bias: Array, eps: float = 1e-5) -> Array:
         mean = np.mean(x, axis=-1, keepdims=True)
         variance = np.mean((x - mean) ** 2, axis=-1, keepdims=True)
@@ -176,51 +186,90 @@ class NumpyBackend(Backend):
         hidden = np.maximum(x @ params["w_1"].T + params["b_1"], 0.0)
         return hidden @ params["w_2"].T + params["b_2"]
 
-    def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Array:
-        positions = np.arange(length, dtype=np.float64)[:, None]
-        pair_index = np.arange(0, d_model, 2, dtype=np.float64)[None, :]
-        angles = positions / np.power(10000.0, pair_index / d_model)
-        encoding = np.zeros((length, d_model), dtype=np.float64)
-        encoding[:, 0::2] = np.sin(angles)
-        encoding[:, 1::2] = np.cos(angles[:, : d_model // 2])
-        return encoding.astype(dtype)
+    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
+        batch, channels, height, width = images.shape
+        embed, patch = weight.shape[0], weight.shape[-1]
+        rows, cols = height // patch, width // patch
+        patches = images.reshape(batch, channels, rows, patch, cols, patch).transpose(0, 2, 4, 1, 3, 5)
+        return patches.reshape(batch, rows * cols, -1) @ weight.reshape(embed, -1).T + bias
 
-    def rope(self, x: Array, positions: Array, base: float = 10000.0) -> Array:
-        dim = x.shape[-1]
-        frequencies = base ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
-        angles = np.asarray(positions, dtype=np.float64)[:, None] * frequencies[None, :]
-        cos, sin = np.cos(angles).astype(x.dtype), np.sin(angles).astype(x.dtype)
-        even, odd = x[..., 0::2], x[..., 1::2]
-        out = np.empty_like(x)
-        out[..., 0::2] = even * cos - odd * sin
-        out[..., 1::2] = even * sin + odd * cos
-        return out
-
-    def alibi_bias(self, num_heads: int, q_len: int, k_len: int, dtype: str = "float64") -> Array:
-        slopes = 2.0 ** (-8.0 * np.arange(1, num_heads + 1) / num_heads)
-        distance = np.arange(q_len)[:, None] - np.arange(k_len)[None, :]
-        bias = -slopes[:, None, None] * np.maximum(distance, 0)[None, :, :]
-        return bias.astype(dtype)
+    # recurrent
 
     def rnn_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
-        return np.tanh(x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"])
+        return _formulas.rnn_cell(np, x, h, params)
 
     def lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
-        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
-        input_gate, forget_gate, candidate, output_gate = np.split(gates, 4, axis=-1)
-        c_next = _sigmoid(forget_gate) * c + _sigmoid(input_gate) * np.tanh(candidate)
-        h_next = _sigmoid(output_gate) * np.tanh(c_next)
-        return h_next, c_next
+        return _formulas.lstm_cell(np, _sigmoid, x, h, c, params)
 
     def gru_cell(self, x: Array, h: Array, params: dict[str, Array]) -> Array:
-        input_part = x @ params["w_ih"].T + params["b_ih"]
-        hidden_part = h @ params["w_hh"].T + params["b_hh"]
-        input_r, input_z, input_n = np.split(input_part, 3, axis=-1)
-        hidden_r, hidden_z, hidden_n = np.split(hidden_part, 3, axis=-1)
-        reset = _sigmoid(input_r + hidden_r)
-        update = _sigmoid(input_z + hidden_z)
-        candidate = np.tanh(input_n + reset * hidden_n)
-        return (1.0 - update) * candidate + update * h
+        return _formulas.gru_cell(np, _sigmoid, x, h, params)
+
+    def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
+        return _formulas.peephole_lstm_cell(np, _sigmoid, x, h, c, params)
+
+    def lstm_sequence(
+        self, xs: Array, h0: Array, c0: Array, params: dict[str, Array], lengths: Array | None = None,
+        reverse: bool = False,
+    ) -> tuple[Array, Array, Array]:
+        batch, steps, _ = xs.shape
+        lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
+        rows = np.arange(batch)
+        dtype = np.result_type(xs, h0, c0, params["w_ih"])
+        outputs = np.zeros((batch, steps, h0.shape[-1]), dtype=dtype)
+        h, c = h0, c0
+        for step in range(steps):
+            # The position each sequence reads at this step; reversed, each starts at its own last token.
+            positions = lengths - 1 - step if reverse else np.full(batch, step)
+            active = step < lengths
+            h_next, c_next = self.lstm_cell(xs[rows, np.clip(positions, 0, steps - 1)], h, c, params)
+            h = np.where(active[:, None], h_next, h)
+            c = np.where(active[:, None], c_next, c)
+            outputs[rows[active], positions[active]] = h_next[active]
+        return outputs, h, c
+
+    # training
+
+    def clip_grad_norm(self, grads: Sequence[Array], max_norm: float) -> list[Array]:
+        total = np.sqrt(sum(np.sum(np.square(np.asarray(g, dtype=np.float64))) for g in grads))
+        if total <= max_norm:
+            return list(grads)
+        return [(g * (max_norm / total)).astype(g.dtype) for g in grads]
+
+    def warmup_schedule(self, steps: Array, d_model: int, warmup: int) -> Array:
+        steps = np.asarray(steps, dtype=np.float64)
+        return d_model**-0.5 * np.minimum(steps**-0.5, steps * float(warmup) ** -1.5)
+
+    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
+        rng = np.random.default_rng(seed)
+        selected = rng.random(tokens.shape) < 0.15
+        action = rng.random(tokens.shape)
+        replacements = rng.integers(0, vocab_size, tokens.shape)
+        corrupted = np.where(selected & (action < 0.8), mask_id, tokens)
+        corrupted = np.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
+        return corrupted.astype(tokens.dtype), selected
+
+    # decoding and the rest
+
+    def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
+        return _formulas.beam_search(np, initial, transitions, beam_width)
+
+    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
+        return _formulas.additive_attention_scores(np, query, keys, params)
+
+    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
+        return _formulas.luong_scores(np, query, keys, weight)
+
+    def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
+        projected = h @ w.T
+        width = projected.shape[-1]
+        scores = (projected @ a[:width])[:, None] + (projected @ a[width:])[None, :]
+        scores = np.where(scores > 0, scores, negative_slope * scores)
+        allowed = np.asarray(adjacency, dtype=bool)
+        scores = np.where(allowed, scores, -np.inf)
+        exponentials = np.where(allowed, np.exp(scores - np.max(scores, axis=-1, keepdims=True)), 0.0)
+        return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
+
+    # autodiff
 
     def vjp(self, fn: Callable[..., Any], *primals: Array) -> tuple[Any, Callable[[Any], Sequence[Array]]]:
         primals64 = [np.asarray(p, dtype=np.float64) for p in primals]
@@ -245,98 +294,7 @@ class NumpyBackend(Backend):
 
         return out, vjp_fn
 
-    def peephole_lstm_cell(self, x: Array, h: Array, c: Array, params: dict[str, Array]) -> tuple[Array, Array]:
-        gates = x @ params["w_ih"].T + h @ params["w_hh"].T + params["b"]
-        input_gate, forget_gate, candidate, output_gate = np.split(gates, 4, axis=-1)
-        c_next = (_sigmoid(forget_gate + params["p_f"] * c) * c
-                  + _sigmoid(input_gate + params["p_i"] * c) * np.tanh(candidate))
-        h_next = _sigmoid(output_gate + params["p_o"] * c_next) * np.tanh(c_next)
-        return h_next, c_next
-
-    def lstm_sequence(
-        self, xs: Array, h0: Array, c0: Array, params: dict[str, Array], lengths: Array | None = None,
-        reverse: bool = False,
-    ) -> tuple[Array, Array, Array]:
-        batch, steps, _ = xs.shape
-        lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
-        rows = np.arange(batch)
-        dtype = np.result_type(xs, h0, c0, params["w_ih"])
-        outputs = np.zeros((batch, steps, h0.shape[-1]), dtype=dtype)
-        h, c = h0, c0
-        for step in range(steps):
-            # The position each sequence reads at this step; reversed, each starts at its own last token.
-            positions = lengths - 1 - step if reverse else np.full(batch, step)
-            active = step < lengths
-            h_next, c_next = self.lstm_cell(xs[rows, np.clip(positions, 0, steps - 1)], h, c, params)
-            h = np.where(active[:, None], h_next, h)
-            c = np.where(active[:, None], c_next, c)
-            outputs[rows[active], positions[active]] = h_next[active]
-        return outputs, h, c
-
-    def clip_grad_norm(self, grads: Sequence[Array], max_norm: float) -> list[Array]:
-        total = np.sqrt(sum(np.sum(np.square(np.asarray(g, dtype=np.float64))) for g in grads))
-        if total <= max_norm:
-            return list(grads)
-        return [(g * (max_norm / total)).astype(g.dtype) for g in grads]
-
     # stop_gradient: not expressible when gradients are finite differences of the forward pass.
-
-    def warmup_schedule(self, steps: Array, d_model: int, warmup: int) -> Array:
-        steps = np.asarray(steps, dtype=np.float64)
-        return d_model**-0.5 * np.minimum(steps**-0.5, steps * float(warmup) ** -1.5)
-
-    def additive_attention_scores(self, query: Array, keys: Array, params: dict[str, Array]) -> Array:
-        hidden = np.tanh((query @ params["w_query"].T)[:, None, :] + keys @ params["w_key"].T)
-        return hidden @ params["v"]
-
-    def luong_scores(self, query: Array, keys: Array, weight: Array | None = None) -> Array:
-        if weight is not None:
-            query = query @ weight
-        return np.einsum("bd,bsd->bs", query, keys)
-
-    def beam_search(self, initial: Array, transitions: Array, beam_width: int) -> tuple[Array, Array]:
-        vocab = initial.shape[0]
-        # Stable sorts: ties go to the earlier beam entry, then to the lower token index.
-        first = np.argsort(-initial, kind="stable")[:beam_width]
-        sequences, scores = first[:, None], initial[first]
-        for table in transitions:
-            candidates = (scores[:, None] + table[sequences[:, -1]]).reshape(-1)
-            best = np.argsort(-candidates, kind="stable")[:beam_width]
-            parents, tokens = np.divmod(best, vocab)
-            sequences = np.concatenate([sequences[parents], tokens[:, None]], axis=1)
-            scores = candidates[best]
-        return sequences, scores
-
-    def mlm_corrupt(self, tokens: Array, vocab_size: int, mask_id: int, seed: int) -> tuple[Array, Array]:
-        rng = np.random.default_rng(seed)
-        selected = rng.random(tokens.shape) < 0.15
-        action = rng.random(tokens.shape)
-        replacements = rng.integers(0, vocab_size, tokens.shape)
-        corrupted = np.where(selected & (action < 0.8), mask_id, tokens)
-        corrupted = np.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
-        return corrupted.astype(tokens.dtype), selected
-
-    def patch_embed(self, images: Array, weight: Array, bias: Array) -> Array:
-        batch, channels, height, width = images.shape
-        embed, patch = weight.shape[0], weight.shape[-1]
-        rows, cols = height // patch, width // patch
-        patches = images.reshape(batch, channels, rows, patch, cols, patch).transpose(0, 2, 4, 1, 3, 5)
-        return patches.reshape(batch, rows * cols, -1) @ weight.reshape(embed, -1).T + bias
-
-    def gat_attention(self, h: Array, adjacency: Array, w: Array, a: Array, negative_slope: float = 0.2) -> Array:
-        projected = h @ w.T
-        width = projected.shape[-1]
-        scores = (projected @ a[:width])[:, None] + (projected @ a[width:])[None, :]
-        scores = np.where(scores > 0, scores, negative_slope * scores)
-        allowed = np.asarray(adjacency, dtype=bool)
-        scores = np.where(allowed, scores, -np.inf)
-        exponentials = np.where(allowed, np.exp(scores - np.max(scores, axis=-1, keepdims=True)), 0.0)
-        return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
-
-    def attention_with_bias(self, q: Array, k: Array, v: Array, bias: Array, scale: float | None = None) -> Array:
-        logits = (q @ np.swapaxes(k, -1, -2)) * np.asarray(_scale(scale, q.shape[-1]), dtype=q.dtype)
-        return self.softmax(logits + np.asarray(bias, dtype=q.dtype), axis=-1) @ v
-
 
 
 def _tree_dot(out: Any, cotangent: Any) -> float:

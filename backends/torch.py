@@ -301,7 +301,9 @@ class TorchBackend(Backend):
             allowed = causal if allowed is None else allowed & causal
         return allowed
 
-    # -- primitives, in protocol order ----------------------------------------------------------
+    # -- primitives, family by family in protocol order (PRIMITIVE_FAMILIES) ----------------------
+
+    # attention
 
     def softmax(self, x: Tensor, axis: int = -1) -> Tensor:
         return self.torch.softmax(x, dim=axis)
@@ -343,6 +345,15 @@ class TorchBackend(Backend):
             return self.functional.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale
             )
+
+    def attention_with_bias(
+        self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float | None = None
+    ) -> Tensor:
+        # SDPA's float attn_mask is added to the scaled logits before the softmax: the protocol's bias.
+        bias = _four_dimensional(self.torch.as_tensor(bias, device=q.device).to(q.dtype))
+        self._check_kernel(q, k, v, bias, False)
+        with self._kernel():
+            return self.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
 
     def tiled_attention(
         self,
@@ -427,12 +438,7 @@ class TorchBackend(Backend):
         normaliser = q_features @ k_features.sum(dim=-2).unsqueeze(-1)  # (B, H, L, 1)
         return (q_features @ key_values) / normaliser
 
-    def layer_norm(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
-        return self.functional.layer_norm(x, (x.shape[-1],), weight, bias, eps)
-
-    def feed_forward(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        linear = self.functional.linear
-        return linear(self.functional.relu(linear(x, params["w_1"], params["b_1"])), params["w_2"], params["b_2"])
+    # positional
 
     def sinusoidal_encoding(self, length: int, d_model: int, dtype: str = "float64") -> Tensor:
         torch = self.torch
@@ -462,6 +468,23 @@ class TorchBackend(Backend):
             torch.arange(q_len, device=self.device)[:, None] - torch.arange(k_len, device=self.device)[None, :]
         ).clamp(min=0)
         return (-slopes[:, None, None] * distance[None, :, :]).to(self._dtype(dtype))
+
+    # normalisation and layers
+
+    def layer_norm(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+        return self.functional.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+
+    def feed_forward(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        linear = self.functional.linear
+        return linear(self.functional.relu(linear(x, params["w_1"], params["b_1"])), params["w_2"], params["b_2"])
+
+    def patch_embed(self, images: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        # A convolution with kernel and stride P (what torchvision's ViT conv_proj does), then
+        # (B, E, H/P, W/P) -> (B, N, E) with patches numbered row by row.
+        embedded = self.functional.conv2d(images, weight, bias, stride=weight.shape[-1])
+        return embedded.flatten(2).transpose(1, 2)
+
+    # recurrent
 
     def rnn_cell(self, x: Tensor, h: Tensor, params: dict[str, Tensor]) -> Tensor:
         # torch's cells carry two biases; the protocol's single b goes to bias_ih, bias_hh is 0.
@@ -499,12 +522,6 @@ class TorchBackend(Backend):
         hidden, inputs = weights["weight_hh"].shape[1], weights["weight_ih"].shape[1]
         module = _cell_module(cell, inputs, hidden)
         return self.torch.func.functional_call(module, weights, args)
-
-    def vjp(self, fn: Callable[..., Any], *primals: Tensor) -> tuple[Any, Callable[[Any], Sequence[Tensor]]]:
-        # The backward of an SDPA call is the backward of the kernel its forward chose, so the
-        # variant pinned inside attention() governs both passes.
-        out, vjp_fn = self.torch.func.vjp(fn, *primals)
-        return out, vjp_fn
 
     def peephole_lstm_cell(
         self, x: Tensor, h: Tensor, c: Tensor, params: dict[str, Tensor]
@@ -552,6 +569,8 @@ class TorchBackend(Backend):
             outputs, _ = rnn_utils.pad_packed_sequence(outputs, batch_first=True, total_length=steps)
         return outputs[..., -hidden:], h_n[-1], c_n[-1]
 
+    # training
+
     def clip_grad_norm(self, grads: Sequence[Tensor], max_norm: float) -> list[Tensor]:
         # torch.nn.utils.clip_grad_norm_ clips the .grad of parameters in place: each gradient is
         # cloned into the .grad of a stand-in parameter, so the caller's arrays are untouched.
@@ -564,26 +583,26 @@ class TorchBackend(Backend):
         torch.nn.utils.clip_grad_norm_(holders, max_norm)
         return [holder.grad for holder in holders]
 
-    def stop_gradient(self, x: Tensor) -> Tensor:
-        return x.detach()
-
     def warmup_schedule(self, steps: Tensor, d_model: int, warmup: int) -> Tensor:
         # torch ships no Transformer schedule (LambdaLR takes the formula as a callable); written in torch.
         torch = self.torch
         steps = torch.as_tensor(steps, device=self.device).to(torch.float64)
         return d_model**-0.5 * torch.minimum(steps**-0.5, steps * float(warmup) ** -1.5)
 
-    def additive_attention_scores(self, query: Tensor, keys: Tensor, params: dict[str, Tensor]) -> Tensor:
-        linear = self.functional.linear
-        hidden = self.torch.tanh(linear(query, params["w_query"])[:, None, :] + linear(keys, params["w_key"]))
-        return hidden @ params["v"]
+    def mlm_corrupt(self, tokens: Tensor, vocab_size: int, mask_id: int, seed: int) -> tuple[Tensor, Tensor]:
+        # A torch.Generator seeded with `seed`: the protocol's law, torch's random stream.
+        torch = self.torch
+        generator = torch.Generator(device=tokens.device).manual_seed(seed)
+        selected = torch.rand(tokens.shape, generator=generator, device=tokens.device) < 0.15
+        action = torch.rand(tokens.shape, generator=generator, device=tokens.device)
+        replacements = torch.randint(
+            0, vocab_size, tokens.shape, generator=generator, device=tokens.device, dtype=tokens.dtype
+        )
+        corrupted = torch.where(selected & (action < 0.8), torch.full_like(tokens, mask_id), tokens)
+        corrupted = torch.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
+        return corrupted, selected
 
-    def luong_scores(self, query: Tensor, keys: Tensor, weight: Tensor | None = None) -> Tensor:
-        if weight is None:
-            return (keys @ query[:, :, None])[..., 0]
-        # F.bilinear computes x1^T A x2 per output feature: one feature, A = W, x1 = s, x2 = h_i.
-        expanded = query[:, None, :].expand(-1, keys.shape[1], -1)
-        return self.functional.bilinear(expanded, keys, weight[None])[..., 0]
+    # decoding and the rest
 
     def beam_search(self, initial: Tensor, transitions: Tensor, beam_width: int) -> tuple[Tensor, Tensor]:
         torch = self.torch
@@ -599,24 +618,17 @@ class TorchBackend(Backend):
             scores = ordered[:beam_width]
         return sequences, scores
 
-    def mlm_corrupt(self, tokens: Tensor, vocab_size: int, mask_id: int, seed: int) -> tuple[Tensor, Tensor]:
-        # A torch.Generator seeded with `seed`: the protocol's law, torch's random stream.
-        torch = self.torch
-        generator = torch.Generator(device=tokens.device).manual_seed(seed)
-        selected = torch.rand(tokens.shape, generator=generator, device=tokens.device) < 0.15
-        action = torch.rand(tokens.shape, generator=generator, device=tokens.device)
-        replacements = torch.randint(
-            0, vocab_size, tokens.shape, generator=generator, device=tokens.device, dtype=tokens.dtype
-        )
-        corrupted = torch.where(selected & (action < 0.8), torch.full_like(tokens, mask_id), tokens)
-        corrupted = torch.where(selected & (action >= 0.8) & (action < 0.9), replacements, corrupted)
-        return corrupted, selected
+    def additive_attention_scores(self, query: Tensor, keys: Tensor, params: dict[str, Tensor]) -> Tensor:
+        linear = self.functional.linear
+        hidden = self.torch.tanh(linear(query, params["w_query"])[:, None, :] + linear(keys, params["w_key"]))
+        return hidden @ params["v"]
 
-    def patch_embed(self, images: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        # A convolution with kernel and stride P (what torchvision's ViT conv_proj does), then
-        # (B, E, H/P, W/P) -> (B, N, E) with patches numbered row by row.
-        embedded = self.functional.conv2d(images, weight, bias, stride=weight.shape[-1])
-        return embedded.flatten(2).transpose(1, 2)
+    def luong_scores(self, query: Tensor, keys: Tensor, weight: Tensor | None = None) -> Tensor:
+        if weight is None:
+            return (keys @ query[:, :, None])[..., 0]
+        # F.bilinear computes x1^T A x2 per output feature: one feature, A = W, x1 = s, x2 = h_i.
+        expanded = query[:, None, :].expand(-1, keys.shape[1], -1)
+        return self.functional.bilinear(expanded, keys, weight[None])[..., 0]
 
     def gat_attention(
         self, h: Tensor, adjacency: Tensor, w: Tensor, a: Tensor, negative_slope: float = 0.2
@@ -630,14 +642,16 @@ class TorchBackend(Backend):
         # exp(-inf) is exactly 0: non-neighbours get exactly zero weight.
         return torch.softmax(scores.masked_fill(~allowed, -math.inf), dim=-1)
 
-    def attention_with_bias(
-        self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float | None = None
-    ) -> Tensor:
-        # SDPA's float attn_mask is added to the scaled logits before the softmax: the protocol's bias.
-        bias = _four_dimensional(self.torch.as_tensor(bias, device=q.device).to(q.dtype))
-        self._check_kernel(q, k, v, bias, False)
-        with self._kernel():
-            return self.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    # autodiff
+
+    def vjp(self, fn: Callable[..., Any], *primals: Tensor) -> tuple[Any, Callable[[Any], Sequence[Tensor]]]:
+        # The backward of an SDPA call is the backward of the kernel its forward chose, so the
+        # variant pinned inside attention() governs both passes.
+        out, vjp_fn = self.torch.func.vjp(fn, *primals)
+        return out, vjp_fn
+
+    def stop_gradient(self, x: Tensor) -> Tensor:
+        return x.detach()
 
 
 def kernel_refusal(

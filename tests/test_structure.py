@@ -14,7 +14,7 @@ import nnspec
 from nnspec.backends import base
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-BACKEND_FILES = ["numpy.py", "torch.py", "jax.py"]
+BACKEND_FILES = ["base.py", "numpy.py", "torch.py", "jax.py"]
 
 
 def test_import_and_plugin_load_import_no_framework() -> None:
@@ -45,6 +45,21 @@ def test_backend_lists_primitives_in_protocol_order(filename: str) -> None:
     defined = _methods_in_order(path)
     in_protocol_order = [name for name in base.PRIMITIVES if name in defined]
     assert defined == in_protocol_order, f"{filename} defines its primitives out of the protocol's order"
+
+
+def test_base_class_lists_every_primitive_family_by_family() -> None:
+    # The families partition the protocol, and the base class's stubs follow them one for one.
+    members = [name for family in base.PRIMITIVE_FAMILIES.values() for name in family]
+    assert len(members) == len(set(members)), "a primitive sits in two families"
+    assert _methods_in_order(REPOSITORY / "backends" / "base.py") == list(base.PRIMITIVES)
+
+
+def test_boundary_methods_are_outside_the_protocol() -> None:
+    for name in ("asarray", "to_numpy", "cast"):
+        assert name not in base.PRIMITIVES
+        assert not getattr(getattr(base.Backend, name), "__nnspec_missing__", False), f"Backend.{name} is a stub"
+    # The runner tells a backend with a compile clock from one without by the method's presence.
+    assert not hasattr(base.Backend, "compile_seconds")
 
 
 def test_reference_backend_implements_every_primitive() -> None:
