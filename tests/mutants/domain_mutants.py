@@ -175,7 +175,7 @@ REJECTED_BY: dict[type[NumpyBackend], tuple[str, ...]] = {
         "masking.fully_masked.isolated_multi_head",
     ),
     ScaleBySqrtValueWidth: ("attention.domain.value_width_differs", "attention.sdpa.matches_formula"),
-    ScaleZeroMeansDefault: ("attention.domain.scale_zero",),
+    ScaleZeroMeansDefault: ("attention.domain.scale_zero", "gradients.attention.zero_scale"),
     BiasScaledWithLogits: ("attention.domain.finite_bias",),
     ReturnsFloat32: ("attention.dtype.*",),
     MaskedNaNLeaks: ("masking.domain.nonfinite_masked_keys_ignored*",),
