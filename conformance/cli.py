@@ -384,7 +384,7 @@ def _command_lint(args: argparse.Namespace) -> int:
 
 
 def _command_backends(args: argparse.Namespace) -> int:
-    from nnspec.backends.base import PRIMITIVES
+    from nnspec.backends.base import PRIMITIVES, Unavailable
     from nnspec.backends.discovery import discover
 
     classes: dict[type[Backend], list[str]] = {}
@@ -397,7 +397,11 @@ def _command_backends(args: argparse.Namespace) -> int:
         if not target.is_available:
             print(f"{target.target:<24} unavailable{note}: {target.reason}")
             continue
-        backend = target.instantiate()
+        try:
+            backend = target.instantiate()
+        except Unavailable as error:  # available() said yes, the constructor says why not
+            print(f"{target.target:<24} unavailable{note}: {error}")
+            continue
         have = [name for name in PRIMITIVES if backend.supports(name)]
         missing = [name for name in PRIMITIVES if not backend.supports(name)]
         print(f"{target.target:<24} available{note}; dtypes {', '.join(backend.dtypes)}")
