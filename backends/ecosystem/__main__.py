@@ -19,21 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from nnspec import divergences, registry
-from nnspec.backends.base import PRIMITIVES
+from nnspec.backends.base import PRIMITIVES, Backend
 from nnspec.backends.ecosystem import ADAPTERS
 from nnspec.spec_loader import load_catalogue
 
 RUN = "import sys; from nnspec.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def adapter_class(name: str) -> type:
+def adapter_class(name: str) -> type[Backend]:
     module, _, cls = ADAPTERS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    backend_class: type[Backend] = getattr(importlib.import_module(module), cls)
+    return backend_class
 
 
 def own_primitives(backend_class: type) -> list[str]:
     """The primitives an adapter's own classes define (not those it inherits from a shipped backend)."""
-    own = set()
+    own: set[str] = set()
     for cls in backend_class.__mro__:
         if cls.__module__.startswith("nnspec.backends.ecosystem"):
             own.update(name for name in PRIMITIVES if name in vars(cls))
@@ -98,12 +99,12 @@ def run_adapter(name: str, profile: str, seed: int, results: Path, reuse: bool =
             return row
     row["records"] = json.loads(out.read_text(encoding="utf-8"))["results"]
     row["seconds"] = sum(record.get("time_s") or 0.0 for record in row["records"])
-    known = divergences.parse(
-        Path(backend_class.divergences).read_text(encoding="utf-8"), str(backend_class.divergences)
-    )
+    known = (divergences.parse(Path(backend_class.divergences).read_text(encoding="utf-8"),
+                               str(backend_class.divergences)) if backend_class.divergences else [])
     for record in row["records"]:
-        # Until the runner loads a class's own divergence file, the matrix applies it: a failure
-        # of a property the file lists, or whose minimal counterexample is in a listed dtype.
+        # The runner applies the class's own divergence file; results kept from a run made before
+        # it did (--reuse) get it here: a failure of a property the file lists, or whose minimal
+        # counterexample is in a listed dtype.
         if record["status"] not in ("fail", "error"):
             continue
         dtype = (record.get("counterexample") or {}).get("dtype")

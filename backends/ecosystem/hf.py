@@ -117,7 +117,8 @@ class HfEagerBackend(_HfBackend):
         from transformers.models.llama.modeling_llama import eager_attention_forward
 
         scaling = q.shape[-1] ** -0.5 if scale is None else scale
-        return eager_attention_forward(_MODULE, q, k, v, mask, scaling=scaling, dropout=0.0)
+        # the functions read only module.training and module.num_key_value_groups
+        return eager_attention_forward(_MODULE, q, k, v, mask, scaling=scaling, dropout=0.0)  # type: ignore[arg-type]
 
 
 class HfSdpaBackend(_HfBackend):
@@ -159,7 +160,8 @@ class HfSdpaBackend(_HfBackend):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         out, _ = sdpa_attention_forward(
-            _MODULE, q, k, v, mask, dropout=0.0, scaling=scale, is_causal=is_causal
+            _MODULE,  # type: ignore[arg-type]
+            q, k, v, mask, dropout=0.0, scaling=scale, is_causal=is_causal
         )
         return _convert.swap_heads_and_length(out)
 
