@@ -117,7 +117,7 @@ class HfEagerBackend(_HfBackend):
         from transformers.models.llama.modeling_llama import eager_attention_forward
 
         scaling = q.shape[-1] ** -0.5 if scale is None else scale
-        # the functions read only module.training and module.num_key_value_groups
+        # a stand-in module: the functions read only the attributes _MODULE sets
         return eager_attention_forward(_MODULE, q, k, v, mask, scaling=scaling, dropout=0.0)  # type: ignore[arg-type]
 
 
