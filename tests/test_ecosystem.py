@@ -32,6 +32,7 @@ LIBRARIES = {
     "flax_linen": "flax",
     "keras3": "keras",
     "rotary": "rotary_embedding_torch",
+    "equinox_nn": "equinox",
 }
 
 
@@ -391,6 +392,11 @@ def test_flax_attention_heads_norm_and_cells_match_the_reference() -> None:
     check_mha(backend, rng, atol=1e-10)
     check_layer_norm(backend, rng, atol=1e-10)
     check_cells(backend, rng, atol=1e-12)
+
+
+def test_equinox_cells_match_the_reference() -> None:
+    needs("equinox")
+    check_cells(load("equinox")("cpu"), np.random.default_rng(12), atol=1e-12)
 
 
 # -- keras ------------------------------------------------------------------------------------------

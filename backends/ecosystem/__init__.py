@@ -26,4 +26,5 @@ ADAPTERS: dict[str, str] = {
     "keras-jax": "nnspec.backends.ecosystem.keras3:KerasJaxBackend",
     "keras-torch": "nnspec.backends.ecosystem.keras3:KerasTorchBackend",
     "rotary-embedding-torch": "nnspec.backends.ecosystem.rotary:RotaryEmbeddingTorchBackend",
+    "equinox": "nnspec.backends.ecosystem.equinox_nn:EquinoxBackend",
 }
