@@ -72,4 +72,10 @@ def default_scale_is_inverse_sqrt_dk(case: Case) -> None:
     best = int(np.argmin(np.abs(np.abs(expected * dots) - 2.0)))
     logit = np.log(weights[best, 1]) - np.log(weights[best, 0])
     recovered = logit / dots[best]
-    case.close(f"scale recovered from the weights (d_k = {dim})", np.array([recovered]), np.array([expected]))
+    # The backend's logit difference carries the rounding of a d_k-term dot product, about eps
+    # times sum_d |q_d (k1_d - k0_d)|, so the recovered scale's error is relative to |scale| times
+    # that sum's condition number sum |q_d dk_d| / |q . dk| (up to about 100 for the sample read);
+    # a wrong scale is off by a factor, far beyond it.
+    condition = float(np.sum(np.abs(q64[best] * (k64[best, 1] - k64[best, 0])))) / max(abs(float(dots[best])), 1e-300)
+    case.close(f"scale recovered from the weights (d_k = {dim})", np.array([recovered]), np.array([expected]),
+               magnitude=abs(expected) * max(1.0, condition))
