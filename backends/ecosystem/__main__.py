@@ -99,8 +99,13 @@ def run_adapter(name: str, profile: str, seed: int, results: Path, reuse: bool =
             return row
     row["records"] = json.loads(out.read_text(encoding="utf-8"))["results"]
     row["seconds"] = sum(record.get("time_s") or 0.0 for record in row["records"])
-    known = (divergences.parse(Path(backend_class.divergences).read_text(encoding="utf-8"),
-                               str(backend_class.divergences)) if backend_class.divergences else [])
+    known = (
+        divergences.parse(
+            Path(backend_class.divergences).read_text(encoding="utf-8"), str(backend_class.divergences)
+        )
+        if backend_class.divergences
+        else []
+    )
     for record in row["records"]:
         # The runner applies the class's own divergence file; results kept from a run made before
         # it did (--reuse) get it here: a failure of a property the file lists, or whose minimal

@@ -8,7 +8,9 @@ Shape letters as in :mod:`nnspec.backends.base`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from nnspec.backends.base import Unavailable
 
 DIVERGENCES = Path(__file__).parent / "divergences"
 
@@ -77,3 +79,36 @@ def require(module: str, pip: str) -> str:
     except (ImportError, ValueError):
         found = False
     return "" if found else f"{module} is not installed: pip install {pip}"
+
+
+class LibraryAdapter:
+    """The part every library adapter shares: unavailable, with the pip command, where its library
+    is not installed, and the library's version in the run's environment.
+
+    Put it first among the bases (``class FlaxBackend(LibraryAdapter, JaxBackend)``) and set
+    ``library`` (the module to import) and ``install`` (what to give ``pip install``).
+    """
+
+    library: ClassVar[str] = ""
+    install: ClassVar[str] = ""
+
+    @classmethod
+    def available(cls, device: str = "cpu") -> tuple[bool, str]:
+        reason = require(cls.library, cls.install)
+        if reason:
+            return False, reason
+        available: tuple[bool, str] = super().available(device)  # type: ignore[misc]
+        return available
+
+    def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
+        ok, reason = self.available(device)
+        if not ok:
+            raise Unavailable(reason)
+        super().__init__(device, variant)  # type: ignore[call-arg]
+
+    def environment(self) -> dict[str, str]:
+        import importlib
+
+        version = str(getattr(importlib.import_module(self.library), "__version__", "unknown"))
+        environment: dict[str, str] = super().environment()  # type: ignore[misc]
+        return {**environment, self.library: version}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from nnspec.backends.base import Unavailable
 from nnspec.backends.conventions import permute_gates
 from nnspec.backends.ecosystem import _convert
 from nnspec.backends.jax import JaxBackend
@@ -18,7 +17,7 @@ Array = Any
 PIP = "'nnspec[ecosystem]' (or: pip install equinox)"
 
 
-class EquinoxBackend(JaxBackend):
+class EquinoxBackend(_convert.LibraryAdapter, JaxBackend):
     """equinox.nn's LSTM and GRU cells.
 
     Conversions: equinox's LSTM gate blocks are i, f, g, o, with one bias, as the protocol's; its
@@ -28,6 +27,8 @@ class EquinoxBackend(JaxBackend):
     """
 
     name: ClassVar[str] = "equinox"
+    library: ClassVar[str] = "equinox"
+    install: ClassVar[str] = PIP
     in_default_run: ClassVar[bool] = False
     divergences: ClassVar[Any] = _convert.DIVERGENCES / "equinox.txt"
 
@@ -35,26 +36,11 @@ class EquinoxBackend(JaxBackend):
     def targets(cls) -> list[str]:
         return ["cpu", "gpu"]
 
-    @classmethod
-    def available(cls, device: str = "cpu") -> tuple[bool, str]:
-        reason = _convert.require("equinox", PIP)
-        if reason:
-            return False, reason
-        return super().available(device)
-
     def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
-        ok, reason = self.available(device)
-        if not ok:
-            raise Unavailable(reason)
         super().__init__(device, variant)
         import equinox
 
         self.eqx = equinox
-
-    def environment(self) -> dict[str, str]:
-        import equinox
-
-        return {**super().environment(), "equinox": equinox.__version__}
 
     def _cell(self, kind: str, input_size: int, hidden: int, dtype: Any, **weights: Array) -> Any:
         import jax
@@ -68,10 +54,15 @@ class EquinoxBackend(JaxBackend):
         import jax
 
         order = "ifgo"  # equinox's LSTM blocks, as the protocol's: no permutation
-        cell = self._cell("lstm", x.shape[-1], h.shape[-1], x.dtype,
-                          weight_ih=permute_gates(params["w_ih"], order, "ifgo"),
-                          weight_hh=permute_gates(params["w_hh"], order, "ifgo"),
-                          bias=permute_gates(params["b"], order, "ifgo"))
+        cell = self._cell(
+            "lstm",
+            x.shape[-1],
+            h.shape[-1],
+            x.dtype,
+            weight_ih=permute_gates(params["w_ih"], order, "ifgo"),
+            weight_hh=permute_gates(params["w_hh"], order, "ifgo"),
+            bias=permute_gates(params["b"], order, "ifgo"),
+        )
         h_next, c_next = jax.vmap(lambda x1, h1, c1: cell(x1, (h1, c1)))(x, h, c)
         return h_next, c_next
 
@@ -81,7 +72,17 @@ class EquinoxBackend(JaxBackend):
 
         hidden = h.shape[-1]
         hidden_bias = params["b_hh"]
-        bias = params["b_ih"] + jnp.concatenate([hidden_bias[: 2 * hidden], jnp.zeros_like(hidden_bias[2 * hidden:])])
-        cell = self._cell("gru", x.shape[-1], hidden, x.dtype, weight_ih=params["w_ih"], weight_hh=params["w_hh"],
-                          bias=bias, bias_n=hidden_bias[2 * hidden:])
+        bias = params["b_ih"] + jnp.concatenate(
+            [hidden_bias[: 2 * hidden], jnp.zeros_like(hidden_bias[2 * hidden :])]
+        )
+        cell = self._cell(
+            "gru",
+            x.shape[-1],
+            hidden,
+            x.dtype,
+            weight_ih=params["w_ih"],
+            weight_hh=params["w_hh"],
+            bias=bias,
+            bias_n=hidden_bias[2 * hidden :],
+        )
         return jax.vmap(cell)(x, h)

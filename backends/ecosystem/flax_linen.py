@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from nnspec.backends.base import Unavailable
 from nnspec.backends.ecosystem import _convert
 from nnspec.backends.jax import JaxBackend, jit_method
 
@@ -20,7 +19,7 @@ Array = Any
 PIP = "'nnspec[ecosystem]' (or: pip install flax)"
 
 
-class FlaxBackend(JaxBackend):
+class FlaxBackend(_convert.LibraryAdapter, JaxBackend):
     """flax.linen's attention, normalisation and recurrent cells.
 
     Conversions: attention arrays go to flax's ``(B, L, H, D)`` layout and back; the boolean
@@ -32,6 +31,8 @@ class FlaxBackend(JaxBackend):
     """
 
     name: ClassVar[str] = "flax"
+    library: ClassVar[str] = "flax"
+    install: ClassVar[str] = PIP
     in_default_run: ClassVar[bool] = False
     divergences: ClassVar[Any] = _convert.DIVERGENCES / "flax.txt"
 
@@ -39,26 +40,11 @@ class FlaxBackend(JaxBackend):
     def targets(cls) -> list[str]:
         return ["cpu", "gpu"]
 
-    @classmethod
-    def available(cls, device: str = "cpu") -> tuple[bool, str]:
-        reason = _convert.require("flax", PIP)
-        if reason:
-            return False, reason
-        return super().available(device)
-
     def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
-        ok, reason = self.available(device)
-        if not ok:
-            raise Unavailable(reason)
         super().__init__(device, variant)
         import flax.linen
 
         self.linen = flax.linen
-
-    def environment(self) -> dict[str, str]:
-        import flax
-
-        return super().environment() | {"flax": flax.__version__}
 
     # -- primitives, in protocol order ----------------------------------------------------------
 

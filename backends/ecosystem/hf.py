@@ -9,7 +9,6 @@ import functools
 import types
 from typing import Any, ClassVar
 
-from nnspec.backends.base import Unavailable
 from nnspec.backends.ecosystem import _convert
 from nnspec.backends.torch import TorchBackend
 
@@ -21,30 +20,14 @@ PIP = "'nnspec[ecosystem]' (or: pip install transformers)"
 _MODULE = types.SimpleNamespace(num_key_value_groups=1, training=False, is_causal=False)
 
 
-class _HfBackend(TorchBackend):
+class _HfBackend(_convert.LibraryAdapter, TorchBackend):
+    library: ClassVar[str] = "transformers"
+    install: ClassVar[str] = PIP
     in_default_run: ClassVar[bool] = False
 
     @classmethod
     def targets(cls) -> list[str]:
         return ["cpu", "cuda"]
-
-    @classmethod
-    def available(cls, device: str = "cpu") -> tuple[bool, str]:
-        reason = _convert.require("transformers", PIP)
-        if reason:
-            return False, reason
-        return super().available(device)
-
-    def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
-        ok, reason = self.available(device)
-        if not ok:
-            raise Unavailable(reason)
-        super().__init__(device, variant)
-
-    def environment(self) -> dict[str, str]:
-        import transformers
-
-        return super().environment() | {"transformers": transformers.__version__}
 
     def rope(self, x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
         # LlamaRotaryEmbedding gives (cos, sin) for position ids (1, L); apply_rotary_pos_emb
@@ -72,6 +55,8 @@ class HfEagerBackend(_HfBackend):
     """
 
     name: ClassVar[str] = "hf-eager"
+    library: ClassVar[str] = "transformers"
+    install: ClassVar[str] = PIP
     divergences: ClassVar[Any] = _convert.DIVERGENCES / "hf-eager.txt"
 
     def attention_weights(
@@ -161,7 +146,13 @@ class HfSdpaBackend(_HfBackend):
 
         out, _ = sdpa_attention_forward(
             _MODULE,  # type: ignore[arg-type]
-            q, k, v, mask, dropout=0.0, scaling=scale, is_causal=is_causal
+            q,
+            k,
+            v,
+            mask,
+            dropout=0.0,
+            scaling=scale,
+            is_causal=is_causal,
         )
         return _convert.swap_heads_and_length(out)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-from nnspec.backends.base import Unavailable
 from nnspec.backends.ecosystem import _convert
 from nnspec.backends.ecosystem.torch_nn import _TorchModuleBackend
 
@@ -13,23 +12,14 @@ Tensor = Any
 PIP = "'nnspec[ecosystem]' (or: pip install rotary-embedding-torch)"
 
 
-class RotaryEmbeddingTorchBackend(_TorchModuleBackend):
+class RotaryEmbeddingTorchBackend(_convert.LibraryAdapter, _TorchModuleBackend):
     """``RotaryEmbedding(dim=D, theta=base)``: its frequencies at the given positions, then
     ``apply_rotary_emb``. It pairs dimensions (2i, 2i+1), the protocol's pairing; no conversion."""
 
     name: ClassVar[str] = "rotary-embedding-torch"
+    library: ClassVar[str] = "rotary_embedding_torch"
+    install: ClassVar[str] = PIP
     divergences: ClassVar[Any] = _convert.DIVERGENCES / "rotary-embedding-torch.txt"
-
-    @classmethod
-    def available(cls, device: str = "cpu") -> tuple[bool, str]:
-        reason = _convert.require("rotary_embedding_torch", PIP)
-        return (False, reason) if reason else super().available(device)
-
-    def __init__(self, device: str = "cpu", variant: str | None = None) -> None:
-        ok, reason = self.available(device)
-        if not ok:
-            raise Unavailable(reason)
-        super().__init__(device, variant)
 
     def rope(self, x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
         from rotary_embedding_torch import apply_rotary_emb
