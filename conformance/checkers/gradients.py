@@ -115,8 +115,11 @@ def _draw_softmax(case: Case) -> tuple[Build, list[str], list[np.ndarray]]:
 
 def _draw_attention(case: Case) -> tuple[Build, list[str], list[np.ndarray]]:
     batch, heads = case.size("batch", (1, 2)), case.size("heads", (1, 2))
-    q_len, dim, dim_v = case.size("q_len", (1, 5)), case.size("dim", (1, 4)), case.size("dim_v", (1, 4))
-    causal = case.flag("is_causal")
+    q_len, dim = case.size("q_len", (1, 5)), case.size("dim", (1, 4))
+    # A property about one input on purpose (params is_causal, same_value_width) fixes it in every example.
+    dim_v = dim if case.params.get("same_value_width") else case.size("dim_v", (1, 4))
+    fixed_causal = case.params.get("is_causal")
+    causal = case.flag("is_causal") if fixed_causal is None else bool(fixed_causal)
     # With is_causal the alignment for L != S is implementation-defined: causal examples are square.
     k_len = q_len if causal else case.size("k_len", (1, 5))
     regime = case.regime()
@@ -317,7 +320,10 @@ def _cotangent(case: Case, build: Build, primals: list[np.ndarray]) -> Any:
     "primitive": Param(str, default="", choices=tuple(DRAWS)),
     "reference": Param(str, default=None, choices=("numpy", "own_forward")),
     # the scales drawn for the attention primitives: the default 1/sqrt(D), an explicit one, and 0
-    "scales": Param(list, default=None, choices=SCALE_KINDS)})
+    "scales": Param(list, default=None, choices=SCALE_KINDS),
+    # attention only: is_causal fixed instead of drawn, and Dv = D instead of drawn apart
+    "is_causal": Param(bool, default=None),
+    "same_value_width": Param(bool, default=False)})
 def gradient_matches_reference(case: Case) -> None:
     """The backend's ``vjp`` of one primitive, with respect to every input, against a float64
     central-difference gradient through the reference, on a random cotangent."""
