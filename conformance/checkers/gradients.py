@@ -101,7 +101,7 @@ SCALE_KINDS = ("default", "explicit", "zero")
 
 
 def _scale(case: Case, dim: int) -> float | None:
-    kind = case.choice("scale_kind", list(case.params.get("scales") or SCALE_KINDS))
+    kind = case.choice("scale_kind", list(case.params.get("scales", None) or SCALE_KINDS))
     if kind == "default":
         return None
     return 0.0 if kind == "zero" else float(case.rng.uniform(0.1, 2.0) / np.sqrt(dim))
@@ -117,8 +117,8 @@ def _draw_attention(case: Case) -> tuple[Build, list[str], list[np.ndarray]]:
     batch, heads = case.size("batch", (1, 2)), case.size("heads", (1, 2))
     q_len, dim = case.size("q_len", (1, 5)), case.size("dim", (1, 4))
     # A property about one input on purpose (params is_causal, same_value_width) fixes it in every example.
-    dim_v = dim if case.params.get("same_value_width") else case.size("dim_v", (1, 4))
-    fixed_causal = case.params.get("is_causal")
+    dim_v = dim if case.params.get("same_value_width", False) else case.size("dim_v", (1, 4))
+    fixed_causal = case.params.get("is_causal", None)
     causal = case.flag("is_causal") if fixed_causal is None else bool(fixed_causal)
     # With is_causal the alignment for L != S is implementation-defined: causal examples are square.
     k_len = q_len if causal else case.size("k_len", (1, 5))
@@ -333,7 +333,8 @@ def gradient_matches_reference(case: Case) -> None:
 
         raise SpecError(f"expected check.params.primitive to be one of {sorted(DRAWS)}. Received: {primitive!r}",
                         path=case.prop.path, property_id=case.prop.id, field="check.params.primitive")
-    build, names, primals = DRAWS[primitive](case)
+    # attention is called by name so that the parameters its drawing reads are seen as this checker's
+    build, names, primals = _draw_attention(case) if primitive == "attention" else DRAWS[primitive](case)
     cotangent = _cotangent(case, build, primals)
     actual = case.gradient(build, primals, cotangent)
     expected = reference_gradient(case, build, primals, cotangent)

@@ -252,7 +252,8 @@ REJECTED_BY: dict[type[JaxBackend], tuple[str, ...]] = {
     LayerNormUnbiasedVariance: ("normalisation.layer_norm.matches_formula",),
     GRUResetBeforeMatmul: ("gru.cell.matches_equations",),
     LstmSequenceInitialCellStopped: ("gradients.lstm_sequence.matches_reference",),
-    AttentionCustomVjpValuesOnly: ("gradients.attention.*",),
+    # at scale 0 the logits do not depend on q and k, so dQ = dK = 0 is right there (zero_scale passes it)
+    AttentionCustomVjpValuesOnly: ("gradients.attention.matches_reference", "gradients.attention.half_precision"),
     AttentionCustomVjpDropsValues: ("gradients.attention.*",),
     LayerNormStopGradientVariance: ("gradients.layer_norm.matches_reference",),
     StopGradientHiddenStateLSTM: ("gradients.lstm_cell.matches_reference",),
