@@ -11,6 +11,7 @@ and lists every failure with its reproduce line.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 from nnspec import divergences, registry
 from nnspec.backends.base import PRIMITIVES, Backend
 from nnspec.backends.ecosystem import ADAPTERS
-from nnspec.spec_loader import load_catalogue
+from nnspec.spec_loader import Catalogue, load_catalogue
 
 RUN = "import sys; from nnspec.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -52,8 +53,14 @@ def reached(backend_class: type, own: list[str]) -> set[str]:
     return reach
 
 
+@functools.cache
+def _catalogue() -> Catalogue:
+    """The shipped catalogue, loaded and validated once for every adapter of the run."""
+    return load_catalogue()
+
+
 def reaching_properties(reach: set[str]) -> list[str]:
-    catalogue = load_catalogue()
+    catalogue = _catalogue()
     return sorted(
         prop.id
         for prop in catalogue.properties
