@@ -58,7 +58,8 @@ FRAMEWORKS = [name for name in ("torch", "jax") if importlib.util.find_spec(name
 #:     NNSPEC_SWEEP_SEEDS=1-20 python -m pytest tests/test_false_alarms.py -m slow -k default_profile
 #:
 #: Without the variable a run of the test suite (and so CI) takes seed 1 only, since the whole sweep
-#: takes the better part of an hour on two cores (NNSPEC_SWEEP_SEEDS=3 means seed 3).
+#: takes over an hour on two cores (69 minutes as two processes of ten seeds each).
+#: NNSPEC_SWEEP_SEEDS=3 means seed 3.
 def _sweep_seeds() -> list[int]:
     import os
 
